@@ -1,0 +1,63 @@
+"""Corpus -> segments -> FIM splits -> teacher middles -> rationales -> a `datasets.DatasetDict`."""
+
+import hashlib
+
+from datasets import Dataset, DatasetDict
+from tqdm.auto import tqdm
+
+from codistill.data.fim import fill_here, segment, split_fim, stable_rng
+from codistill.errors import ConfigError
+
+COLUMNS = ["santacoder_prompts", "fim_inputs", "label_middles", "santacoder_outputs", "openai_rationale"]
+
+
+def fim_records(corpus: Dataset, segment_cfg: dict, fim_cfg: dict, teacher_tokenizer, seed: int) -> list[dict]:
+    """One FIM example per segment, with provenance; the split of a segment is a function of
+    (seed, file id, segment index) alone."""
+    records = []
+    for row in tqdm(corpus, desc="segmenting", unit="file", leave=False):
+        content = row["content"]
+        file_id = row.get("hexsha") or hashlib.sha1(content.encode("utf-8")).hexdigest()
+        pieces = segment(
+            content, segment_cfg["length"], segment_cfg.get("unit", "tokens"), teacher_tokenizer,
+            segment_cfg.get("min_length", 1),
+        )
+        for index, piece in enumerate(pieces):
+            prefix, middle, suffix = split_fim(
+                piece, stable_rng(seed, file_id, index), fim_cfg.get("mode", "line"), fim_cfg.get("max_middle")
+            )
+            records.append({
+                "prefix": prefix, "suffix": suffix, "label_middles": middle,
+                "santacoder_prompts": fill_here(prefix, suffix),
+                "repo": row.get("max_stars_repo_name") or "", "path": row.get("max_stars_repo_path") or "",
+                "hexsha": file_id, "licenses": list(row.get("max_stars_repo_licenses") or []),
+                "segment_index": index, "fim_mode": fim_cfg.get("mode", "line"),
+            })
+    return records
+
+
+def build_fim_dataset(
+    corpus: Dataset, teacher, rationale, language: str, segment_cfg: dict, fim_cfg: dict,
+    validation_size: float, seed: int,
+) -> DatasetDict:
+    """The distillation dataset: columns `COLUMNS` plus `prefix`, `suffix` and provenance."""
+    if segment_cfg.get("unit", "tokens") == "tokens":
+        teacher.check_segment_length(segment_cfg["length"])
+    records = fim_records(corpus, segment_cfg, fim_cfg, teacher.tokenizer, seed)
+    if len(records) < 2:
+        raise ConfigError(
+            f"the corpus gave {len(records)} segment(s); a train/validation split needs at least 2: add files "
+            "or lower dataset.segment.length / dataset.segment.min_length"
+        )
+    prefixes, suffixes = [r["prefix"] for r in records], [r["suffix"] for r in records]
+    outputs = teacher.complete(prefixes, suffixes)
+    rationales = rationale.explain(language, [r["santacoder_prompts"] for r in records], [r["label_middles"] for r in records])
+    for record, output, why in zip(records, outputs, rationales):
+        record.update(
+            fim_inputs=teacher.fim.psm(record["prefix"], record["suffix"]), santacoder_outputs=output,
+            openai_rationale=why, teacher=teacher.name, rationale_model=rationale.model_name,
+            rationale_template=rationale.template.id,
+        )
+    n_val = max(1, round(validation_size * len(records)))
+    split = Dataset.from_list(records).train_test_split(test_size=n_val, seed=seed)
+    return DatasetDict(train=split["train"], validation=split["test"])

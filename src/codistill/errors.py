@@ -1,0 +1,36 @@
+"""User-facing errors: one line naming the problem and the fix, never a library traceback."""
+
+import functools
+import sys
+
+
+class ConfigError(ValueError):
+    """Bad configuration or input. The message says what is wrong and how to fix it."""
+
+
+def _user_error(exc: BaseException | None) -> ConfigError | None:
+    """Find a ConfigError in an exception's cause chain (Hydra wraps errors raised in targets)."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, ConfigError):
+            return exc
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+def exit_on_config_error(task):
+    """Wrap a Hydra task: a ConfigError prints `codistill: error: ...` and exits with status 2."""
+
+    @functools.wraps(task)
+    def wrapped(*args, **kwargs):
+        try:
+            return task(*args, **kwargs)
+        except Exception as exc:  # noqa: BLE001 - re-raised unless it is a user error
+            user = _user_error(exc)
+            if user is None:
+                raise
+            print(f"codistill: error: {user}", file=sys.stderr)
+            sys.exit(2)
+
+    return wrapped

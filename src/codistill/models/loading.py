@@ -1,0 +1,39 @@
+"""Load a seq2seq student (Hub id or folder) with a lossless tokenizer and its real output head."""
+
+from dataclasses import dataclass
+
+from transformers import AutoModelForSeq2SeqLM, PreTrainedModel
+
+from codistill.data.formatting import STUDENT_MARKERS
+from codistill.models.tokenization import CodeTokenizer
+
+
+@dataclass
+class Student:
+    model: PreTrainedModel
+    tokenizer: CodeTokenizer
+    name_or_path: str
+
+
+def keep_untied_lm_head(model: PreTrainedModel) -> None:
+    """transformers 5 forces `T5Config.tie_word_embeddings=True`, but flan-t5 and T5 v1.1 checkpoints
+    carry their own `lm_head`. `from_pretrained` loads that head untied; left alone, the config still
+    says "tied", so `resize_token_embeddings` re-ties the head to the input embeddings (throwing the
+    trained head away) and `save_pretrained` drops it. Record what was loaded."""
+    head, embed = model.get_output_embeddings(), model.get_input_embeddings()
+    if head is not None and head.weight.data_ptr() != embed.weight.data_ptr():
+        model.config.tie_word_embeddings = False
+
+
+def load_student(name_or_path: str, markers: tuple[str, ...] = STUDENT_MARKERS, dtype: str = "float32") -> Student:
+    """The student model and its `CodeTokenizer`; embeddings grow to cover the tokenizer's added tokens."""
+    tokenizer = CodeTokenizer.from_pretrained(name_or_path, markers=tuple(markers))
+    model = AutoModelForSeq2SeqLM.from_pretrained(name_or_path, dtype=dtype)
+    keep_untied_lm_head(model)
+    if len(tokenizer) > model.get_input_embeddings().num_embeddings:
+        model.resize_token_embeddings(len(tokenizer), mean_resizing=False)
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    if model.config.decoder_start_token_id is None:
+        model.config.decoder_start_token_id = tokenizer.pad_token_id
+    return Student(model, tokenizer, name_or_path)

@@ -1,0 +1,68 @@
+"""The LightningModule that trains a seq2seq student with a distillation loss."""
+
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.utilities import rank_zero_warn
+from transformers import get_linear_schedule_with_warmup
+
+from codistill.eval.metrics import edit_similarity, exact_match, fim_metrics
+
+
+class Seq2SeqDistiller(pl.LightningModule):
+    """Trains on the label task (and, for `model_type=task_prefix` losses, the rationale task);
+    validation generates middles and scores them against the ground truth and the teacher."""
+
+    def __init__(self, model, tokenizer, loss, optimizer, warmup_steps: int = 0, max_new_tokens: int = 128):
+        super().__init__()
+        self.save_hyperparameters(ignore=["model", "tokenizer", "loss", "optimizer"])
+        self.model, self.tokenizer, self.loss, self.optimizer_factory = model, tokenizer, loss, optimizer
+        self.model.train()  # from_pretrained returns eval mode; Lightning keeps submodule modes as found
+        self.predictions: list[dict] = []
+
+    def _losses(self, batch: dict) -> dict[str, torch.Tensor]:
+        out = {"label_loss": self.model(**batch["label"]).loss}
+        if self.loss.uses_rationale:
+            out["rationale_loss"] = self.model(**batch["rationale"]).loss
+        out["loss"] = self.loss(out["label_loss"], out.get("rationale_loss"))
+        return out
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        losses = self._losses(batch)
+        size = len(batch["middle"])
+        self.log_dict({f"train/{k}": v for k, v in losses.items()}, prog_bar=True, batch_size=size)
+        return losses["loss"]
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        losses = self._losses(batch)
+        self.log_dict({f"val/{k}": v for k, v in losses.items()}, batch_size=len(batch["middle"]))
+        for prompt, ref, teacher, pred in zip(batch["prompt"], batch["middle"], batch["teacher_middle"], self.generate(batch["label"])):
+            self.predictions.append({"prompt": prompt, "reference": ref, "teacher": teacher, "student": pred})
+
+    @torch.no_grad()
+    def generate(self, inputs: dict) -> list[str]:
+        ids = self.model.generate(
+            input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"],
+            max_new_tokens=self.hparams.max_new_tokens, do_sample=False, num_beams=1,
+        )
+        return self.tokenizer.batch_decode(ids.tolist())
+
+    def on_validation_epoch_start(self) -> None:
+        self.predictions = []
+
+    def on_validation_epoch_end(self) -> None:
+        preds = [p["student"] for p in self.predictions]
+        refs = [p["reference"] for p in self.predictions]
+        teacher = [p["teacher"] for p in self.predictions]
+        metrics = fim_metrics(preds, refs)
+        metrics["teacher_exact_match"] = exact_match(preds, teacher)
+        metrics["teacher_edit_sim"] = edit_similarity(preds, teacher)
+        self.log_dict({f"val/{k}": v for k, v in metrics.items()})
+        if metrics["empty_rate"] > 0.5 and not self.trainer.sanity_checking:
+            rank_zero_warn(f"the student generated empty middles for {metrics['empty_rate']:.0%} of validation inputs")
+
+    def configure_optimizers(self):
+        optimizer = self.optimizer_factory(params=[p for p in self.parameters() if p.requires_grad])
+        schedule = get_linear_schedule_with_warmup(
+            optimizer, self.hparams.warmup_steps, max(1, self.trainer.estimated_stepping_batches)
+        )
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}

@@ -1,0 +1,120 @@
+"""Tiny, offline stand-ins for the real models: the real architectures at toy size.
+
+Each builder trains a tokenizer on the bundled MoonScript sample, initialises the model with a fixed
+seed, saves both with `save_pretrained` into a cache folder and returns that folder, so everything
+downstream loads them with `from_pretrained` exactly as it loads `bigcode/gpt_bigcode-santacoder` or
+`google/flan-t5-small`. A finished folder is reused; a half-written one never is (atomic rename).
+"""
+
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import sentencepiece as spm
+import torch
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+from transformers import (
+    GPTBigCodeConfig,
+    GPTBigCodeForCausalLM,
+    PreTrainedTokenizerFast,
+    T5Config,
+    T5ForConditionalGeneration,
+    T5Tokenizer,
+)
+
+from codistill.data.corpus import SAMPLE_DIR
+
+SANTACODER_SPECIAL = ["<|endoftext|>", "<fim-prefix>", "<fim-middle>", "<fim-suffix>", "<fim-pad>"]
+
+
+def _sample_texts() -> list[str]:
+    return [p.read_text(encoding="utf-8") for p in sorted(SAMPLE_DIR.glob("*.moon"))]
+
+
+def _cached(cache_dir: str, name: str, build: Callable[[Path], None]) -> str:
+    """Build into a temp folder beside the target and rename it into place once complete."""
+    target = Path(cache_dir).expanduser().resolve() / name
+    if (target / "config.json").is_file():
+        return str(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=target.parent))
+    try:
+        build(tmp)
+        tmp.rename(target)
+    except OSError:
+        if not (target / "config.json").is_file():  # lost a race only if the winner finished
+            raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return str(target)
+
+
+def tiny_gpt_bigcode(
+    cache_dir: str, vocab_size: int = 1024, n_positions: int = 1024, n_embd: int = 64, n_layer: int = 2,
+    n_head: int = 4, seed: int = 0,
+) -> str:
+    """A GPTBigCode (santacoder's architecture, multi-query attention) with a byte-level BPE tokenizer
+    carrying santacoder's FIM and end-of-text tokens."""
+
+    def build(out: Path) -> None:
+        tok = Tokenizer(models.BPE())
+        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+        tok.decoder = decoders.ByteLevel()
+        tok.post_processor = processors.ByteLevel(trim_offsets=False)
+        trainer = trainers.BpeTrainer(
+            vocab_size=vocab_size, special_tokens=SANTACODER_SPECIAL,
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False,
+        )
+        tok.train_from_iterator(_sample_texts(), trainer)
+        eos = SANTACODER_SPECIAL[0]
+        fast = PreTrainedTokenizerFast(
+            tokenizer_object=tok, eos_token=eos, bos_token=eos, unk_token=eos,
+            additional_special_tokens=SANTACODER_SPECIAL[1:], model_max_length=n_positions,
+        )
+        config = GPTBigCodeConfig(
+            vocab_size=len(fast), n_positions=n_positions, n_embd=n_embd, n_layer=n_layer, n_head=n_head,
+            multi_query=True, bos_token_id=fast.eos_token_id, eos_token_id=fast.eos_token_id,
+        )
+        torch.manual_seed(seed)
+        GPTBigCodeForCausalLM(config).save_pretrained(out)
+        fast.save_pretrained(out)
+
+    return _cached(cache_dir, f"tiny_gpt_bigcode-v{vocab_size}-p{n_positions}-d{n_embd}-l{n_layer}-s{seed}", build)
+
+
+def tiny_t5(
+    cache_dir: str, vocab_size: int = 800, d_model: int = 64, num_layers: int = 2, num_heads: int = 4,
+    seed: int = 0,
+) -> str:
+    """A T5 v1.1 (flan-t5's architecture: gated-GELU, separate `lm_head`) with a SentencePiece unigram
+    tokenizer trained with T5's default normalisation, so it has T5's whitespace bug to fix."""
+
+    def build(out: Path) -> None:
+        lines = [line for text in _sample_texts() for line in text.splitlines() if line.strip()]
+        spm.SentencePieceTrainer.train(
+            sentence_iterator=iter(lines), model_prefix=str(out / "spiece"), vocab_size=vocab_size,
+            model_type="unigram", pad_id=0, eos_id=1, unk_id=2, bos_id=-1, num_threads=1,
+            minloglevel=2,
+        )
+        tokenizer = T5Tokenizer.from_pretrained(out, extra_ids=0)
+        config = T5Config(
+            vocab_size=len(tokenizer), d_model=d_model, d_ff=2 * d_model, d_kv=d_model // num_heads,
+            num_heads=num_heads, num_layers=num_layers, feed_forward_proj="gated-gelu",
+            tie_word_embeddings=False, decoder_start_token_id=0, pad_token_id=0, eos_token_id=1,
+        )
+        torch.manual_seed(seed)
+        model = T5ForConditionalGeneration(config)
+        untie_lm_head(model)
+        model.save_pretrained(out)
+        tokenizer.save_pretrained(out)
+        (out / "spiece.vocab").unlink(missing_ok=True)
+
+    return _cached(cache_dir, f"tiny_t5-v{vocab_size}-d{d_model}-l{num_layers}-s{seed}", build)
+
+
+def untie_lm_head(model: T5ForConditionalGeneration) -> None:
+    """Give a T5 its own `lm_head`, as T5 v1.1 / flan-t5 checkpoints have (transformers 5 ties it)."""
+    head = torch.empty_like(model.shared.weight).normal_(std=model.config.d_model**-0.5)
+    model.lm_head.weight = torch.nn.Parameter(head)
+    model.config.tie_word_embeddings = False

@@ -1,0 +1,60 @@
+"""Shared fixtures: configs composed with Hydra's compose API, tiny models built once per session."""
+
+import os
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig, open_dict
+
+from codistill.config import CONFIG_DIR
+from codistill.models.tiny import tiny_gpt_bigcode, tiny_t5
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+os.environ.setdefault("WANDB_MODE", "offline")
+
+
+@pytest.fixture(scope="session")
+def cache_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("cache")
+
+
+@pytest.fixture(scope="session")
+def tiny_teacher_dir(cache_dir) -> str:
+    return tiny_gpt_bigcode(str(cache_dir))
+
+
+@pytest.fixture(scope="session")
+def tiny_student_dir(cache_dir) -> str:
+    return tiny_t5(str(cache_dir))
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"{SHARED_DATA} is absent (it ships beside the repository in codistill's workspace)")
+    return SHARED_DATA
+
+
+def compose_config(name: str, tmp_path: Path, cache_dir: Path, overrides: list[str] = ()) -> DictConfig:
+    """A composed config whose paths point into `tmp_path` (no Hydra run dir under compose)."""
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose(config_name=name, overrides=list(overrides))
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(tmp_path / "out")
+        cfg.paths.data_dir = str(tmp_path / "data")
+        cfg.paths.cache_dir = str(cache_dir)
+        cfg.paths.log_dir = str(tmp_path / "logs")
+    return cfg
+
+
+@pytest.fixture
+def make_config(tmp_path, cache_dir):
+    return lambda name, overrides=(): compose_config(name, tmp_path, cache_dir, overrides)
+
+
+@pytest.fixture(scope="session")
+def tiny_teacher_tokenizer(tiny_teacher_dir):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(tiny_teacher_dir)
