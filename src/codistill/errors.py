@@ -3,6 +3,9 @@
 import functools
 import sys
 
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
+
 
 class ConfigError(ValueError):
     """Bad configuration or input. The message says what is wrong and how to fix it."""
@@ -17,6 +20,17 @@ def _user_error(exc: BaseException | None) -> ConfigError | None:
         seen.add(id(exc))
         exc = exc.__cause__ or exc.__context__
     return None
+
+
+def build(node, **kwargs):
+    """`hydra.utils.instantiate`, but a ConfigError raised by the target surfaces as itself."""
+    try:
+        return instantiate(node, **kwargs)
+    except InstantiationException as exc:
+        user = _user_error(exc)
+        if user is None:
+            raise
+        raise user from None
 
 
 def exit_on_config_error(task):

@@ -32,8 +32,14 @@ def context_length(model) -> int:
 
 @torch.inference_mode()
 def generate_greedy(
-    model, tokenizer, prompts: list[str], max_new_tokens: int, batch_size: int, stop_ids: set[int],
-    truncate_left: bool = False, desc: str = "generating",
+    model,
+    tokenizer,
+    prompts: list[str],
+    max_new_tokens: int,
+    batch_size: int,
+    stop_ids: set[int],
+    truncate_left: bool = False,
+    desc: str = "generating",
 ) -> list[str]:
     """Greedy continuations of `prompts`, each cut before its first stop token and decoded exactly.
 
@@ -64,8 +70,13 @@ def generate_greedy(
             input_ids[r, width - len(encoded[i]) :] = torch.tensor(encoded[i])
             attention[r, width - len(encoded[i]) :] = 1
         generated = model.generate(
-            input_ids=input_ids.to(device), attention_mask=attention.to(device), max_new_tokens=max_new_tokens,
-            do_sample=False, num_beams=1, eos_token_id=sorted(stop_ids), pad_token_id=pad_id,
+            input_ids=input_ids.to(device),
+            attention_mask=attention.to(device),
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            num_beams=1,
+            eos_token_id=sorted(stop_ids),
+            pad_token_id=pad_id,
         )[:, width:].tolist()
         for r, i in enumerate(rows):
             ids = generated[r]

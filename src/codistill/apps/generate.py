@@ -7,12 +7,11 @@ from pathlib import Path
 
 import hydra
 from datasets import DatasetDict
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from codistill.config import CONFIG_DIR
 from codistill.data.build import build_fim_dataset
-from codistill.errors import exit_on_config_error
+from codistill.errors import build, exit_on_config_error
 from codistill.eval.metrics import fim_metrics
 from codistill.eval.report import print_table
 
@@ -20,13 +19,19 @@ log = logging.getLogger(__name__)
 
 
 def build_dataset(cfg: DictConfig) -> DatasetDict:
-    corpus = instantiate(cfg.dataset.corpus)
-    teacher = instantiate(cfg.teacher)
-    rationale = instantiate(cfg.rationale)
+    corpus = build(cfg.dataset.corpus)
+    teacher = build(cfg.teacher)
+    rationale = build(cfg.rationale)
     container = OmegaConf.to_container(cfg.dataset, resolve=True)
     return build_fim_dataset(
-        corpus, teacher, rationale, cfg.dataset.language, container["segment"], container["fim"],
-        cfg.dataset.validation_size, cfg.seed,
+        corpus,
+        teacher,
+        rationale,
+        cfg.dataset.language,
+        container["segment"],
+        container["fim"],
+        cfg.dataset.validation_size,
+        cfg.seed,
     )
 
 

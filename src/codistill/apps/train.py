@@ -6,12 +6,11 @@ from pathlib import Path
 
 import hydra
 import pytorch_lightning as pl
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from codistill.apps.generate import cached_dataset
 from codistill.config import CONFIG_DIR
-from codistill.errors import exit_on_config_error
+from codistill.errors import build, exit_on_config_error
 from codistill.eval.report import markdown_table, print_table
 
 log = logging.getLogger(__name__)
@@ -20,14 +19,14 @@ log = logging.getLogger(__name__)
 def train(cfg: DictConfig) -> float:
     """Train the student and return the validation metric `cfg.monitor` of the saved student."""
     pl.seed_everything(cfg.seed, workers=True)
-    loss = instantiate(cfg.loss)  # validated before any expensive step
+    loss = build(cfg.loss)  # validated before any expensive step
     dataset_dir = cfg.dataset_dir or cached_dataset(cfg)
-    student = instantiate(cfg.student)
-    datamodule = instantiate(cfg.data, dataset_dir=dataset_dir, tokenizer=student.tokenizer)
-    module = instantiate(cfg.model, model=student.model, tokenizer=student.tokenizer, loss=loss)
-    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
-    loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values()]
-    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    student = build(cfg.student)
+    datamodule = build(cfg.data, dataset_dir=dataset_dir, tokenizer=student.tokenizer)
+    module = build(cfg.model, model=student.model, tokenizer=student.tokenizer, loss=loss)
+    callbacks = [build(c) for c in (cfg.get("callbacks") or {}).values()]
+    loggers = [build(c) for c in (cfg.get("logger") or {}).values()]
+    trainer = build(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     for logger in loggers:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
 
@@ -45,7 +44,13 @@ def export(cfg: DictConfig, student, module, metrics: dict, dataset_dir: str, ch
     module.model.save_pretrained(student_dir)
     student.tokenizer.save_pretrained(student_dir)
     metrics = {k: float(v) for k, v in metrics.items()}
-    summary = {"metrics": metrics, "student": str(student_dir), "dataset": dataset_dir, "checkpoint": checkpoint}
+    summary = {
+        "metrics": metrics,
+        "student": str(student_dir),
+        "dataset": dataset_dir,
+        "checkpoint": checkpoint,
+        "validation_rows": len(module.predictions),
+    }
     (out / "metrics.json").write_text(json.dumps(summary, indent=2))
     with open(out / "predictions.jsonl", "w", encoding="utf-8") as f:
         for row in module.predictions:

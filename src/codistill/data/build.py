@@ -19,26 +19,42 @@ def fim_records(corpus: Dataset, segment_cfg: dict, fim_cfg: dict, teacher_token
         content = row["content"]
         file_id = row.get("hexsha") or hashlib.sha1(content.encode("utf-8")).hexdigest()
         pieces = segment(
-            content, segment_cfg["length"], segment_cfg.get("unit", "tokens"), teacher_tokenizer,
+            content,
+            segment_cfg["length"],
+            segment_cfg.get("unit", "tokens"),
+            teacher_tokenizer,
             segment_cfg.get("min_length", 1),
         )
         for index, piece in enumerate(pieces):
             prefix, middle, suffix = split_fim(
                 piece, stable_rng(seed, file_id, index), fim_cfg.get("mode", "line"), fim_cfg.get("max_middle")
             )
-            records.append({
-                "prefix": prefix, "suffix": suffix, "label_middles": middle,
-                "santacoder_prompts": fill_here(prefix, suffix),
-                "repo": row.get("max_stars_repo_name") or "", "path": row.get("max_stars_repo_path") or "",
-                "hexsha": file_id, "licenses": list(row.get("max_stars_repo_licenses") or []),
-                "segment_index": index, "fim_mode": fim_cfg.get("mode", "line"),
-            })
+            records.append(
+                {
+                    "prefix": prefix,
+                    "suffix": suffix,
+                    "label_middles": middle,
+                    "santacoder_prompts": fill_here(prefix, suffix),
+                    "repo": row.get("max_stars_repo_name") or "",
+                    "path": row.get("max_stars_repo_path") or "",
+                    "hexsha": file_id,
+                    "licenses": list(row.get("max_stars_repo_licenses") or []),
+                    "segment_index": index,
+                    "fim_mode": fim_cfg.get("mode", "line"),
+                }
+            )
     return records
 
 
 def build_fim_dataset(
-    corpus: Dataset, teacher, rationale, language: str, segment_cfg: dict, fim_cfg: dict,
-    validation_size: float, seed: int,
+    corpus: Dataset,
+    teacher,
+    rationale,
+    language: str,
+    segment_cfg: dict,
+    fim_cfg: dict,
+    validation_size: float,
+    seed: int,
 ) -> DatasetDict:
     """The distillation dataset: columns `COLUMNS` plus `prefix`, `suffix` and provenance."""
     if segment_cfg.get("unit", "tokens") == "tokens":
@@ -51,11 +67,16 @@ def build_fim_dataset(
         )
     prefixes, suffixes = [r["prefix"] for r in records], [r["suffix"] for r in records]
     outputs = teacher.complete(prefixes, suffixes)
-    rationales = rationale.explain(language, [r["santacoder_prompts"] for r in records], [r["label_middles"] for r in records])
-    for record, output, why in zip(records, outputs, rationales):
+    rationales = rationale.explain(
+        language, [r["santacoder_prompts"] for r in records], [r["label_middles"] for r in records]
+    )
+    for record, output, why in zip(records, outputs, rationales, strict=True):
         record.update(
-            fim_inputs=teacher.fim.psm(record["prefix"], record["suffix"]), santacoder_outputs=output,
-            openai_rationale=why, teacher=teacher.name, rationale_model=rationale.model_name,
+            fim_inputs=teacher.fim.psm(record["prefix"], record["suffix"]),
+            santacoder_outputs=output,
+            openai_rationale=why,
+            teacher=teacher.name,
+            rationale_model=rationale.model_name,
             rationale_template=rationale.template.id,
         )
     n_val = max(1, round(validation_size * len(records)))

@@ -19,8 +19,12 @@ def _local_format(path: Path) -> str | None:
 
 
 def load_corpus(
-    source: str, data_dir: str | None = None, split: str = "train", content_field: str = "content",
-    max_files: int | None = None, min_chars: int = 16,
+    source: str,
+    data_dir: str | None = None,
+    split: str = "train",
+    content_field: str = "content",
+    max_files: int | None = None,
+    min_chars: int = 16,
 ) -> Dataset:
     """Files with a `content` column, from a Hub dataset id (e.g. `bigcode/the-stack` with
     `data_dir=data/moonscript`) or a local file / folder of `.jsonl`, `.json` or `.parquet` files."""
@@ -30,8 +34,8 @@ def load_corpus(
         kinds = {_local_format(p) for p in files}
         if not files or None in kinds or len(kinds) > 1:
             raise ConfigError(
-                f"dataset.corpus.source={source} holds no usable data files: give one .jsonl/.json/.parquet (optionally .gz) "
-                "file, or a folder of files of one of those formats, in The Stack's schema"
+                f"dataset.corpus.source={source} holds no usable data files: give one .jsonl/.json/.parquet "
+                "(optionally .gz) file, or a folder of files of one of those formats, in The Stack's schema"
             )
         rows = load_dataset(kinds.pop(), data_files=[str(p) for p in files], split="train")
     elif _local_format(path) or source.startswith((".", "/", "~")):
@@ -57,16 +61,18 @@ def load_sample_corpus(max_files: int | None = None, min_chars: int = 16) -> Dat
     for path in sorted(SAMPLE_DIR.glob("*.moon")):
         content = path.read_text(encoding="utf-8")
         data = content.encode("utf-8")
-        rows.append({
-            "content": content,
-            "hexsha": hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest(),  # git's blob id
-            "size": len(data),
-            "ext": "moon",
-            "lang": "MoonScript",
-            "max_stars_repo_path": path.name,
-            "max_stars_repo_name": "codistill/moonscript-sample",
-            "max_stars_repo_licenses": ["MIT"],
-        })
+        rows.append(
+            {
+                "content": content,
+                "hexsha": hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest(),  # git's blob id
+                "size": len(data),
+                "ext": "moon",
+                "lang": "MoonScript",
+                "max_stars_repo_path": path.name,
+                "max_stars_repo_name": "codistill/moonscript-sample",
+                "max_stars_repo_licenses": ["MIT"],
+            }
+        )
     return usable_files(Dataset.from_list(rows), str(SAMPLE_DIR), "content", max_files, min_chars)
 
 

@@ -21,9 +21,17 @@ class FIMDataModule(pl.LightningDataModule):
     are padded with the pad id and whose labels are padded with -100."""
 
     def __init__(
-        self, dataset_dir: str, tokenizer, label_source: str = "teacher", batch_size: int = 8,
-        eval_batch_size: int = 16, num_workers: int = 0, max_source_length: int = 512,
-        max_target_length: int = 128, max_rationale_length: int = 128, drop_empty_labels: bool = True,
+        self,
+        dataset_dir: str,
+        tokenizer,
+        label_source: str = "teacher",
+        batch_size: int = 8,
+        eval_batch_size: int = 16,
+        num_workers: int = 0,
+        max_source_length: int = 512,
+        max_target_length: int = 128,
+        max_rationale_length: int = 128,
+        drop_empty_labels: bool = True,
     ):
         super().__init__()
         if label_source not in LABEL_COLUMNS:
@@ -40,24 +48,34 @@ class FIMDataModule(pl.LightningDataModule):
             return
         raw = load_distillation_dataset(self.dataset_dir)
         if self.drop_empty_labels:
-            train = raw["train"].filter(lambda r: bool(r[self.label_column].strip()))
+            train = raw["train"].filter(lambda r: r[self.label_column] != "")
             if len(train) < len(raw["train"]):
-                rank_zero_info(f"dropped {len(raw['train']) - len(train)} training rows with an empty {self.label_column}")
+                rank_zero_info(
+                    f"dropped {len(raw['train']) - len(train)} training rows with an empty {self.label_column}"
+                )
             if len(train) == 0:
                 raise ConfigError(
                     f"every training row has an empty {self.label_column}: the teacher produced no middles; "
                     "use data.label_source=ground_truth or a teacher that fills in the middle"
                 )
             raw["train"] = train
-        self.splits = DatasetDict({name: split.map(self._encode, desc=f"tokenizing {name}") for name, split in raw.items()})
+        self.splits = DatasetDict(
+            {name: split.map(self._encode, desc=f"tokenizing {name}") for name, split in raw.items()}
+        )
 
     def _encode(self, row: dict) -> dict:
         tok = self.tokenizer
         return {
             "label_input_ids": encode_fim_input(tok, LABEL_TASK, row["prefix"], row["suffix"], self.max_source_length),
-            "label_labels": tok(row[self.label_column], max_length=self.max_target_length, truncation=True)["input_ids"],
-            "rationale_input_ids": encode_fim_input(tok, RATIONALE_TASK, row["prefix"], row["suffix"], self.max_source_length),
-            "rationale_labels": tok(row["openai_rationale"], max_length=self.max_rationale_length, truncation=True)["input_ids"],
+            "label_labels": tok(row[self.label_column], max_length=self.max_target_length, truncation=True)[
+                "input_ids"
+            ],
+            "rationale_input_ids": encode_fim_input(
+                tok, RATIONALE_TASK, row["prefix"], row["suffix"], self.max_source_length
+            ),
+            "rationale_labels": tok(row["openai_rationale"], max_length=self.max_rationale_length, truncation=True)[
+                "input_ids"
+            ],
         }
 
     def collate(self, rows: list[dict]) -> dict:
@@ -72,7 +90,10 @@ class FIMDataModule(pl.LightningDataModule):
 
     def _loader(self, split: str, batch_size: int, shuffle: bool) -> DataLoader:
         return DataLoader(
-            self.splits[split], batch_size=batch_size, shuffle=shuffle, num_workers=self.num_workers,
+            self.splits[split],
+            batch_size=batch_size,
+            shuffle=shuffle,
+            num_workers=self.num_workers,
             collate_fn=self.collate,
         )
 
@@ -97,5 +118,7 @@ def load_distillation_dataset(dataset_dir: str) -> DatasetDict:
             raise ConfigError(f"{dataset_dir} has no {split!r} split (has: {', '.join(data)}); regenerate it")
         missing = needed - set(data[split].column_names)
         if missing:
-            raise ConfigError(f"{dataset_dir} [{split}] lacks columns {sorted(missing)}; regenerate it with codistill-generate")
+            raise ConfigError(
+                f"{dataset_dir} [{split}] lacks columns {sorted(missing)}; regenerate it with codistill-generate"
+            )
     return data

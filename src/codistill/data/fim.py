@@ -39,7 +39,7 @@ def segment_tokens(text: str, length: int, tokenizer) -> list[str]:
     offsets = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True, verbose=False)["offset_mapping"]
     cuts = sorted({offsets[i][0] for i in range(length, len(offsets), length)} - {0})
     bounds = [0, *cuts, len(text)]
-    return [text[a:b] for a, b in zip(bounds, bounds[1:]) if b > a]
+    return [text[a:b] for a, b in zip(bounds, bounds[1:], strict=False) if b > a]
 
 
 def segment(text: str, length: int, unit: str = "tokens", tokenizer=None, min_length: int = 1) -> list[str]:

@@ -26,8 +26,9 @@ def bleu(preds: list[str], refs: list[str]) -> float:
 
 
 def empty_rate(preds: list[str]) -> float:
-    """Share of predictions that are empty or whitespace only."""
-    return sum(not p.strip() for p in preds) / len(preds)
+    """Share of empty predictions: the T5 failure mode of an eos/pad/decoder-start mistake. (A blank
+    line is a real middle, so whitespace counts as output.)"""
+    return sum(p == "" for p in preds) / len(preds)
 
 
 def length_ratio(preds: list[str], refs: list[str]) -> float:

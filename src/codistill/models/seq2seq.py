@@ -35,14 +35,19 @@ class Seq2SeqDistiller(pl.LightningModule):
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         losses = self._losses(batch)
         self.log_dict({f"val/{k}": v for k, v in losses.items()}, batch_size=len(batch["middle"]))
-        for prompt, ref, teacher, pred in zip(batch["prompt"], batch["middle"], batch["teacher_middle"], self.generate(batch["label"])):
+        for prompt, ref, teacher, pred in zip(
+            batch["prompt"], batch["middle"], batch["teacher_middle"], self.generate(batch["label"]), strict=True
+        ):
             self.predictions.append({"prompt": prompt, "reference": ref, "teacher": teacher, "student": pred})
 
     @torch.no_grad()
     def generate(self, inputs: dict) -> list[str]:
         ids = self.model.generate(
-            input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"],
-            max_new_tokens=self.hparams.max_new_tokens, do_sample=False, num_beams=1,
+            input_ids=inputs["input_ids"],
+            attention_mask=inputs["attention_mask"],
+            max_new_tokens=self.hparams.max_new_tokens,
+            do_sample=False,
+            num_beams=1,
         )
         return self.tokenizer.batch_decode(ids.tolist())
 

@@ -51,8 +51,13 @@ def _cached(cache_dir: str, name: str, build: Callable[[Path], None]) -> str:
 
 
 def tiny_gpt_bigcode(
-    cache_dir: str, vocab_size: int = 1024, n_positions: int = 1024, n_embd: int = 64, n_layer: int = 2,
-    n_head: int = 4, seed: int = 0,
+    cache_dir: str,
+    vocab_size: int = 1024,
+    n_positions: int = 1024,
+    n_embd: int = 64,
+    n_layer: int = 2,
+    n_head: int = 4,
+    seed: int = 0,
 ) -> str:
     """A GPTBigCode (santacoder's architecture, multi-query attention) with a byte-level BPE tokenizer
     carrying santacoder's FIM and end-of-text tokens."""
@@ -63,18 +68,30 @@ def tiny_gpt_bigcode(
         tok.decoder = decoders.ByteLevel()
         tok.post_processor = processors.ByteLevel(trim_offsets=False)
         trainer = trainers.BpeTrainer(
-            vocab_size=vocab_size, special_tokens=SANTACODER_SPECIAL,
-            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False,
+            vocab_size=vocab_size,
+            special_tokens=SANTACODER_SPECIAL,
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+            show_progress=False,
         )
         tok.train_from_iterator(_sample_texts(), trainer)
         eos = SANTACODER_SPECIAL[0]
         fast = PreTrainedTokenizerFast(
-            tokenizer_object=tok, eos_token=eos, bos_token=eos, unk_token=eos,
-            additional_special_tokens=SANTACODER_SPECIAL[1:], model_max_length=n_positions,
+            tokenizer_object=tok,
+            eos_token=eos,
+            bos_token=eos,
+            unk_token=eos,
+            additional_special_tokens=SANTACODER_SPECIAL[1:],
+            model_max_length=n_positions,
         )
         config = GPTBigCodeConfig(
-            vocab_size=len(fast), n_positions=n_positions, n_embd=n_embd, n_layer=n_layer, n_head=n_head,
-            multi_query=True, bos_token_id=fast.eos_token_id, eos_token_id=fast.eos_token_id,
+            vocab_size=len(fast),
+            n_positions=n_positions,
+            n_embd=n_embd,
+            n_layer=n_layer,
+            n_head=n_head,
+            multi_query=True,
+            bos_token_id=fast.eos_token_id,
+            eos_token_id=fast.eos_token_id,
         )
         torch.manual_seed(seed)
         GPTBigCodeForCausalLM(config).save_pretrained(out)
@@ -84,7 +101,11 @@ def tiny_gpt_bigcode(
 
 
 def tiny_t5(
-    cache_dir: str, vocab_size: int = 800, d_model: int = 64, num_layers: int = 2, num_heads: int = 4,
+    cache_dir: str,
+    vocab_size: int = 800,
+    d_model: int = 64,
+    num_layers: int = 2,
+    num_heads: int = 4,
     seed: int = 0,
 ) -> str:
     """A T5 v1.1 (flan-t5's architecture: gated-GELU, separate `lm_head`) with a SentencePiece unigram
@@ -93,15 +114,30 @@ def tiny_t5(
     def build(out: Path) -> None:
         lines = [line for text in _sample_texts() for line in text.splitlines() if line.strip()]
         spm.SentencePieceTrainer.train(
-            sentence_iterator=iter(lines), model_prefix=str(out / "spiece"), vocab_size=vocab_size,
-            model_type="unigram", pad_id=0, eos_id=1, unk_id=2, bos_id=-1, num_threads=1,
+            sentence_iterator=iter(lines),
+            model_prefix=str(out / "spiece"),
+            vocab_size=vocab_size,
+            model_type="unigram",
+            pad_id=0,
+            eos_id=1,
+            unk_id=2,
+            bos_id=-1,
+            num_threads=1,
             minloglevel=2,
         )
         tokenizer = T5Tokenizer.from_pretrained(out, extra_ids=0)
         config = T5Config(
-            vocab_size=len(tokenizer), d_model=d_model, d_ff=2 * d_model, d_kv=d_model // num_heads,
-            num_heads=num_heads, num_layers=num_layers, feed_forward_proj="gated-gelu",
-            tie_word_embeddings=False, decoder_start_token_id=0, pad_token_id=0, eos_token_id=1,
+            vocab_size=len(tokenizer),
+            d_model=d_model,
+            d_ff=2 * d_model,
+            d_kv=d_model // num_heads,
+            num_heads=num_heads,
+            num_layers=num_layers,
+            feed_forward_proj="gated-gelu",
+            tie_word_embeddings=False,
+            decoder_start_token_id=0,
+            pad_token_id=0,
+            eos_token_id=1,
         )
         torch.manual_seed(seed)
         model = T5ForConditionalGeneration(config)

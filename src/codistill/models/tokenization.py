@@ -79,7 +79,7 @@ class CodeTokenizer:
                 out.append(raw.decode("utf-8", errors="replace"))
                 raw.clear()
 
-        for token_id, piece in zip(ids, self.base.convert_ids_to_tokens(list(ids))):
+        for token_id, piece in zip(ids, self.base.convert_ids_to_tokens(list(ids)), strict=True):
             if piece in self._piece_bytes:
                 if segment:
                     flush()

@@ -8,8 +8,13 @@ class HFRationale:
     """Explains each segment greedily; prompts longer than the context keep their most recent tokens."""
 
     def __init__(
-        self, name_or_path: str, template: dict, max_new_tokens: int = 64, batch_size: int = 8,
-        dtype: str = "auto", device: str = "auto",
+        self,
+        name_or_path: str,
+        template: dict,
+        max_new_tokens: int = 64,
+        batch_size: int = 8,
+        dtype: str = "auto",
+        device: str = "auto",
     ):
         self.model_name = name_or_path
         self.template = PromptTemplate(**template)
@@ -17,8 +22,14 @@ class HFRationale:
         self.model, self.tokenizer = load_causal_lm(name_or_path, dtype, device)
 
     def explain(self, language: str, codes: list[str], middles: list[str]) -> list[str]:
-        prompts = [self.template.render(language, c, m) for c, m in zip(codes, middles)]
+        prompts = [self.template.render(language, c, m) for c, m in zip(codes, middles, strict=True)]
         return generate_greedy(
-            self.model, self.tokenizer, prompts, self.max_new_tokens, self.batch_size,
-            {self.tokenizer.eos_token_id}, truncate_left=True, desc="rationales",
+            self.model,
+            self.tokenizer,
+            prompts,
+            self.max_new_tokens,
+            self.batch_size,
+            {self.tokenizer.eos_token_id},
+            truncate_left=True,
+            desc="rationales",
         )

@@ -17,13 +17,25 @@ class OpenAIRationale:
     """
 
     def __init__(
-        self, model: str, template: dict, base_url: str | None = None, api_key_env: str = "OPENAI_API_KEY",
-        max_concurrency: int = 8, max_tokens: int = 256, temperature: float = 0.0, timeout: float = 60.0,
+        self,
+        model: str,
+        template: dict,
+        base_url: str | None = None,
+        api_key_env: str = "OPENAI_API_KEY",
+        max_concurrency: int = 8,
+        max_tokens: int = 256,
+        temperature: float = 0.0,
+        timeout: float = 60.0,
         max_retries: int = 5,
     ):
         self.model_name, self.template = model, PromptTemplate(**template)
         self.base_url, self.max_concurrency = base_url, max_concurrency
-        self.max_tokens, self.temperature, self.timeout, self.max_retries = max_tokens, temperature, timeout, max_retries
+        self.max_tokens, self.temperature, self.timeout, self.max_retries = (
+            max_tokens,
+            temperature,
+            timeout,
+            max_retries,
+        )
         self._api_key = os.environ.get(api_key_env)
         if not self._api_key:
             if base_url is None:
@@ -34,7 +46,7 @@ class OpenAIRationale:
             self._api_key = "EMPTY"  # local servers ignore the key, the client insists on one
 
     def explain(self, language: str, codes: list[str], middles: list[str]) -> list[str]:
-        prompts = [self.template.render(language, c, m) for c, m in zip(codes, middles)]
+        prompts = [self.template.render(language, c, m) for c, m in zip(codes, middles, strict=True)]
         return asyncio.run(self._explain_all(prompts))
 
     async def _explain_all(self, prompts: list[str]) -> list[str]:
@@ -47,8 +59,10 @@ class OpenAIRationale:
         async def one(prompt: str) -> str:
             async with limit:
                 reply = await client.chat.completions.create(
-                    model=self.model_name, messages=[{"role": "user", "content": prompt}],
-                    max_tokens=self.max_tokens, temperature=self.temperature,
+                    model=self.model_name,
+                    messages=[{"role": "user", "content": prompt}],
+                    max_tokens=self.max_tokens,
+                    temperature=self.temperature,
                 )
             bar.update()
             return reply.choices[0].message.content or ""

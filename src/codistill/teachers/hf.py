@@ -12,13 +12,27 @@ class HFTeacher:
     """
 
     def __init__(
-        self, name: str, name_or_path: str, fim: dict, eos_token: str, max_new_tokens: int = 64,
-        batch_size: int = 8, dtype: str = "auto", device: str = "auto",
+        self,
+        name: str,
+        name_or_path: str,
+        fim: dict,
+        eos_token: str,
+        max_new_tokens: int = 64,
+        batch_size: int = 8,
+        dtype: str = "auto",
+        device: str = "auto",
     ):
-        self.name, self.name_or_path, self.max_new_tokens, self.batch_size = name, name_or_path, max_new_tokens, batch_size
+        self.name, self.name_or_path, self.max_new_tokens, self.batch_size = (
+            name,
+            name_or_path,
+            max_new_tokens,
+            batch_size,
+        )
         self.fim = FIMTokens(**fim)
         self.model, self.tokenizer = load_causal_lm(name_or_path, dtype, device)
-        sentinels = [eos_token, self.fim.prefix, self.fim.suffix, self.fim.middle] + ([self.fim.pad] if self.fim.pad else [])
+        sentinels = [eos_token, self.fim.prefix, self.fim.suffix, self.fim.middle] + (
+            [self.fim.pad] if self.fim.pad else []
+        )
         vocab = self.tokenizer.get_vocab()
         missing = [t for t in sentinels if t not in vocab]
         if missing:
@@ -43,8 +57,13 @@ class HFTeacher:
             )
 
     def complete(self, prefixes: list[str], suffixes: list[str]) -> list[str]:
-        prompts = [self.fim.psm(p, s) for p, s in zip(prefixes, suffixes)]
+        prompts = [self.fim.psm(p, s) for p, s in zip(prefixes, suffixes, strict=True)]
         return generate_greedy(
-            self.model, self.tokenizer, prompts, self.max_new_tokens, self.batch_size, self.stop_ids,
+            self.model,
+            self.tokenizer,
+            prompts,
+            self.max_new_tokens,
+            self.batch_size,
+            self.stop_ids,
             desc=f"teacher {self.name}",
         )

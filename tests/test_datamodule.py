@@ -1,0 +1,74 @@
+"""Batches for the two tasks: markers kept, -100 label padding, eos-terminated targets."""
+
+import pytest
+import torch
+
+from codistill.apps.generate import cached_dataset
+from codistill.data.datamodule import FIMDataModule
+from codistill.data.formatting import FIM_MIDDLE, FIM_PREFIX, FIM_SUFFIX, LABEL_TASK, encode_fim_input
+from codistill.errors import ConfigError
+from codistill.models.loading import load_student
+from conftest import compose_config
+
+
+@pytest.fixture(scope="module")
+def student(tiny_student_dir):
+    return load_student(tiny_student_dir)
+
+
+@pytest.fixture(scope="module")
+def dataset_dir(tmp_path_factory, cache_dir):
+    return cached_dataset(compose_config("train", tmp_path_factory.mktemp("dm"), cache_dir))
+
+
+def _module(dataset_dir, student, **kwargs):
+    dm = FIMDataModule(dataset_dir, student.tokenizer, batch_size=4, **kwargs)
+    dm.setup("fit")
+    return dm
+
+
+def test_batches_pad_inputs_with_pad_and_labels_with_minus_100(dataset_dir, student):
+    dm = _module(dataset_dir, student, label_source="ground_truth")
+    batch = next(iter(dm.train_dataloader()))
+    tok = student.tokenizer
+    for task in ("label", "rationale"):
+        inputs = batch[task]
+        assert inputs["input_ids"].shape == inputs["attention_mask"].shape
+        assert ((inputs["input_ids"] == tok.pad_token_id) == (inputs["attention_mask"] == 0)).all()
+        labels = inputs["labels"]
+        assert (labels != tok.pad_token_id).all()  # padding is -100, never the pad id
+        lengths = (labels != -100).sum(1)
+        assert (labels[torch.arange(len(labels)), lengths - 1] == tok.eos_token_id).all()
+    for ids, middle in zip(batch["label"]["labels"], batch["middle"], strict=True):
+        assert tok.decode([i for i in ids.tolist() if i != -100]) == middle  # the exact middle, whitespace and all
+
+
+def test_inputs_carry_the_task_prefix_and_fim_markers(dataset_dir, student):
+    dm = _module(dataset_dir, student, label_source="ground_truth")
+    row = dm.splits["validation"][0]
+    text = student.tokenizer.decode(row["label_input_ids"])
+    assert text == f"{LABEL_TASK}{FIM_PREFIX}{row['prefix']}{FIM_SUFFIX}{row['suffix']}{FIM_MIDDLE}"
+    assert student.tokenizer.decode(row["rationale_input_ids"]).startswith("[rationale]<fim_prefix>")
+
+
+def test_label_source_picks_the_teacher_or_the_ground_truth(dataset_dir, student):
+    teacher = _module(dataset_dir, student, label_source="teacher", drop_empty_labels=True)
+    for row in teacher.splits["train"]:
+        assert row["santacoder_outputs"].startswith(student.tokenizer.decode(row["label_labels"]))
+        assert row["santacoder_outputs"] != ""  # empty teacher middles would teach empty outputs
+    with pytest.raises(ConfigError, match="data.label_source"):
+        FIMDataModule(dataset_dir, student.tokenizer, label_source="gold")
+
+
+def test_long_contexts_keep_the_code_next_to_the_gap(student):
+    tok = student.tokenizer
+    ids = encode_fim_input(tok, LABEL_TASK, "a\n" * 200 + "NEAR_PREFIX", "NEAR_SUFFIX" + "\nb" * 200, 64)
+    text = tok.decode(ids)
+    assert len(ids) <= 64 and ids[-1] == tok.eos_token_id
+    assert "NEAR_PREFIX<fim_suffix>NEAR_SUFFIX" in text and text.endswith(FIM_MIDDLE)
+
+
+def test_a_missing_dataset_dir_names_the_fix(student, tmp_path):
+    dm = FIMDataModule(str(tmp_path / "nothing"), student.tokenizer)
+    with pytest.raises(ConfigError, match="is not a saved dataset"):
+        dm.setup("fit")

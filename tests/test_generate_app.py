@@ -1,0 +1,99 @@
+"""codistill-generate on the bundled corpus with the tiny teacher and the offline rationale model."""
+
+import gzip
+import json
+
+import pytest
+from datasets import load_from_disk
+
+from codistill.apps.generate import cached_dataset, generate
+from codistill.data.build import COLUMNS
+from codistill.errors import ConfigError
+from conftest import compose_config
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory, cache_dir):
+    tmp = tmp_path_factory.mktemp("generate")
+    cfg = compose_config("generate", tmp, cache_dir)
+    return cfg, generate(cfg)
+
+
+def test_dataset_has_the_columns_splits_and_fim_invariants(generated):
+    cfg, data = generated
+    assert set(data) == {"train", "validation"}
+    assert len(data["validation"]) >= 1 and len(data["train"]) > len(data["validation"])
+    for row in data["train"]:
+        assert set(COLUMNS) <= set(row)
+        assert row["santacoder_prompts"] == row["prefix"] + "<FILL-HERE>" + row["suffix"]
+        assert row["fim_inputs"] == f"<fim-prefix>{row['prefix']}<fim-suffix>{row['suffix']}<fim-middle>"
+        assert row["label_middles"] and row["teacher"] == "tiny_gpt_bigcode"
+        assert row["rationale_template"] == "explain_fim_v1" and row["path"].endswith(".moon")
+    saved = load_from_disk(cfg.save_dir)
+    assert saved["train"]["label_middles"] == data["train"]["label_middles"]
+
+
+def test_generation_is_reproducible(generated, tmp_path, cache_dir):
+    _, first = generated
+    again = generate(compose_config("generate", tmp_path, cache_dir))
+    for split in ("train", "validation"):
+        assert again[split].to_list() == first[split].to_list()
+
+
+def test_train_reuses_a_cached_dataset_keyed_by_config(tmp_path, cache_dir):
+    cfg = compose_config("train", tmp_path, cache_dir, ["dataset.corpus.max_files=2"])
+    path = cached_dataset(cfg)
+    stamp = (tmp_path / "data").stat().st_mtime_ns, sorted(p.name for p in (tmp_path / "data").iterdir())
+    assert cached_dataset(cfg) == path
+    assert ((tmp_path / "data").stat().st_mtime_ns, sorted(p.name for p in (tmp_path / "data").iterdir())) == stamp
+    other = compose_config("train", tmp_path, cache_dir, ["dataset.corpus.max_files=2", "seed=7"])
+    assert cached_dataset(other) != path
+
+
+def test_local_stack_jsonl_gz_with_real_moonscript(shared_data, tmp_path, cache_dir):
+    source = shared_data / "moonscript" / "moonscript.jsonl.gz"
+    cfg = compose_config(
+        "generate",
+        tmp_path,
+        cache_dir,
+        [
+            "dataset=moonscript_fim",
+            f"dataset.corpus.source={source}",
+            "dataset.corpus.max_files=4",
+            "dataset.segment.length=128",
+            "dataset.validation_size=0.2",
+        ],
+    )
+    data = generate(cfg)
+    with gzip.open(source, "rt", encoding="utf-8") as f:
+        first = [json.loads(next(f)) for _ in range(4)]
+    assert set(data["train"]["hexsha"]) | set(data["validation"]["hexsha"]) <= {r["hexsha"] for r in first}
+    assert set(data["train"]["repo"]) <= {r["max_stars_repo_name"] for r in first}
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("dataset.corpus.source=/no/such/file.jsonl", "dataset path /no/such/file.jsonl does not exist"),
+        ("dataset.segment.length=5000", "dataset.segment.length=5000 tokens does not fit"),
+        ("dataset.segment.unit=lines", "dataset.segment.unit='lines' is not one of"),
+    ],
+)
+def test_bad_input_names_the_problem_and_the_fix(tmp_path, cache_dir, override, message):
+    overrides = ["dataset=moonscript_fim", "dataset.corpus.source=" + str(tmp_path / "corpus.jsonl"), override]
+    (tmp_path / "corpus.jsonl").write_text(
+        json.dumps({"content": "x = 1\n" * 200}) + "\n" + json.dumps({"content": "y = 2\n" * 200}) + "\n"
+    )
+    with pytest.raises(ConfigError, match=message):
+        generate(compose_config("generate", tmp_path, cache_dir, overrides))
+
+
+def test_a_corpus_without_usable_files_names_the_fix(tmp_path, cache_dir):
+    corpus = tmp_path / "empty.jsonl"
+    corpus.write_text(json.dumps({"content": ""}) + "\n" + json.dumps({"content": "  "}) + "\n")
+    cfg = compose_config("generate", tmp_path, cache_dir, ["dataset=moonscript_fim", f"dataset.corpus.source={corpus}"])
+    with pytest.raises(ConfigError, match="has no usable file"):
+        generate(cfg)
+    corpus.write_text(json.dumps({"text": "x = 1" * 10}) + "\n")
+    with pytest.raises(ConfigError, match="dataset.corpus.content_field"):
+        generate(cfg)

@@ -1,0 +1,78 @@
+"""flan-t5 carries its own lm_head; transformers 5 ties T5 heads. The student must keep the real one."""
+
+import json
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+from transformers import AutoModelForSeq2SeqLM, T5Config, T5ForConditionalGeneration
+
+from codistill.models.loading import keep_untied_lm_head, load_student
+from codistill.models.tiny import untie_lm_head
+
+
+def _v11_checkpoint(path, tiny_student_dir):
+    """A T5 v1.1-style checkpoint (tie_word_embeddings: false in config.json) with lm_head != shared."""
+    torch.manual_seed(1)
+    config = T5Config(
+        vocab_size=json.loads((tiny_student_dir / "config.json").read_text())["vocab_size"],
+        d_model=32,
+        d_ff=64,
+        d_kv=8,
+        num_heads=4,
+        num_layers=2,
+        feed_forward_proj="gated-gelu",
+        tie_word_embeddings=False,
+        decoder_start_token_id=0,
+    )
+    model = T5ForConditionalGeneration(config)
+    untie_lm_head(model)
+    model.save_pretrained(path)
+    for name in ("tokenizer.json", "tokenizer_config.json", "spiece.model"):
+        if (tiny_student_dir / name).exists():
+            (path / name).write_bytes((tiny_student_dir / name).read_bytes())
+    saved = json.loads((path / "config.json").read_text())
+    assert saved["tie_word_embeddings"] is False
+    weights = load_file(path / "model.safetensors")
+    assert not torch.equal(weights["lm_head.weight"], weights["shared.weight"])
+    return weights
+
+
+def _reference_logits(model, weights, input_ids, decoder_input_ids):
+    """Logits computed from the checkpoint's own lm_head, not the model's."""
+    out = model(input_ids=input_ids, decoder_input_ids=decoder_input_ids, output_hidden_states=True)
+    vocab = weights["lm_head.weight"].shape[0]
+    return out.logits[..., :vocab], out.decoder_hidden_states[-1] @ weights["lm_head.weight"].T
+
+
+def test_student_logits_match_the_checkpoints_lm_head(tmp_path, tiny_student_dir):
+    weights = _v11_checkpoint(tmp_path, Path(tiny_student_dir))
+    student = load_student(str(tmp_path))
+    assert len(student.tokenizer) > weights["shared.weight"].shape[0]  # codec tokens were added
+    x, y = torch.tensor([[5, 6, 7, 1]]), torch.tensor([[0, 8, 9]])
+    got, want = _reference_logits(student.model.eval(), weights, x, y)
+    assert torch.allclose(got, want, atol=1e-5)
+
+    # and the head survives save_pretrained / from_pretrained
+    student.model.save_pretrained(tmp_path / "saved")
+    reloaded = AutoModelForSeq2SeqLM.from_pretrained(tmp_path / "saved").eval()
+    got, want = _reference_logits(reloaded, weights, x, y)
+    assert torch.allclose(got, want, atol=1e-5)
+
+
+def test_plain_resize_would_lose_the_head(tmp_path, tiny_student_dir):
+    """The trap the loader avoids: without the fix, resizing re-ties lm_head to the embeddings."""
+    weights = _v11_checkpoint(tmp_path, Path(tiny_student_dir))
+    model = AutoModelForSeq2SeqLM.from_pretrained(tmp_path)
+    model.resize_token_embeddings(model.config.vocab_size + 8, mean_resizing=False)
+    vocab = weights["lm_head.weight"].shape[0]
+    assert not torch.equal(model.lm_head.weight[:vocab], weights["lm_head.weight"])
+
+
+def test_tied_checkpoints_stay_tied(tmp_path):
+    torch.manual_seed(0)
+    config = T5Config(vocab_size=64, d_model=16, d_ff=32, d_kv=4, num_heads=4, num_layers=1)
+    T5ForConditionalGeneration(config).save_pretrained(tmp_path)
+    model = AutoModelForSeq2SeqLM.from_pretrained(tmp_path)
+    keep_untied_lm_head(model)
+    assert model.config.tie_word_embeddings

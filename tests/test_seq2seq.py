@@ -1,0 +1,55 @@
+"""A fed student learns its targets: no empty outputs from eos/pad/decoder-start mistakes."""
+
+import torch
+from datasets import Dataset, DatasetDict
+
+from codistill.data.datamodule import FIMDataModule
+from codistill.eval.metrics import empty_rate, exact_match
+from codistill.losses import StepByStepLoss
+from codistill.models.loading import load_student
+from codistill.models.seq2seq import Seq2SeqDistiller
+
+ROWS = [
+    ("class Stack\n  new: =>\n", "    @items = {}\n", "  push: (x) =>"),
+    ("f = (a, b) ->\n", "  a + b\n", "print f 1, 2\n"),
+    ("for i = 1, 10\n", '\tprint "#{i}"\n', "\n"),
+    ("t = {\n", '  name: "漢字 😀"\n', "}\n"),
+    ("if x\n", "\n", "else\n  y!\n"),
+    ("switch v\n  when 1\n", '    "one"\n', '  else\n    "many"\n'),
+]
+
+
+def _dataset(path):
+    rows = [
+        {
+            "prefix": p,
+            "suffix": s,
+            "label_middles": m,
+            "santacoder_outputs": m,
+            "openai_rationale": f"it fills {m.strip()}",
+            "santacoder_prompts": f"{p}<FILL-HERE>{s}",
+            "fim_inputs": "",
+        }
+        for p, m, s in ROWS
+    ]
+    DatasetDict(train=Dataset.from_list(rows), validation=Dataset.from_list(rows)).save_to_disk(str(path))
+    return str(path)
+
+
+def test_an_overfit_student_reproduces_its_middles_exactly(tmp_path, tiny_student_dir):
+    torch.manual_seed(0)
+    student = load_student(tiny_student_dir)
+    dm = FIMDataModule(_dataset(tmp_path / "ds"), student.tokenizer, label_source="ground_truth", batch_size=len(ROWS))
+    dm.setup("fit")
+    batch = next(iter(dm.train_dataloader()))
+    module = Seq2SeqDistiller(student.model, student.tokenizer, StepByStepLoss(0.5), optimizer=None, max_new_tokens=32)
+    optimizer = torch.optim.AdamW(module.parameters(), lr=1e-2)
+    for _ in range(200):
+        loss = module._losses(batch)["loss"]
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    module.eval()
+    preds = module.generate(batch["label"])
+    assert empty_rate(preds) == 0.0
+    assert exact_match(preds, batch["middle"]) >= 5 / 6, preds

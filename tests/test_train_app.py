@@ -1,0 +1,118 @@
+"""codistill-train end to end: real tiny trainings, the saved student, experiments, CLI errors."""
+
+import csv
+import glob
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from transformers import AutoModelForSeq2SeqLM
+
+from codistill.apps.train import train
+from codistill.data.corpus import load_sample_corpus
+from codistill.data.formatting import LABEL_TASK, encode_fim_input
+from codistill.models.tokenization import CodeTokenizer
+from conftest import compose_config
+from openai_server import FakeOpenAI
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, cache_dir):
+    tmp = tmp_path_factory.mktemp("train")
+    cfg = compose_config("train", tmp, cache_dir, ["trainer.max_epochs=6", "trainer.check_val_every_n_epoch=2"])
+    return cfg, train(cfg)
+
+
+def test_training_learns_and_reports_every_metric(trained):
+    cfg, score = trained
+    out = cfg.paths.output_dir
+    summary = json.loads(open(f"{out}/metrics.json").read())
+    metrics = summary["metrics"]
+    assert score == metrics["val/edit_sim"]
+    for key in ("exact_match", "edit_sim", "bleu", "empty_rate", "length_ratio", "label_loss", "rationale_loss"):
+        assert f"val/{key}" in metrics
+    assert 0.0 <= metrics["val/empty_rate"] <= 1.0
+    assert os.path.isfile(summary["checkpoint"])
+    history = [json.loads(line) for line in open(f"{out}/predictions.jsonl")]
+    assert len(history) == summary["validation_rows"]
+
+
+def test_training_loss_goes_down(trained):
+    cfg, _ = trained
+    (path,) = glob.glob(f"{cfg.paths.output_dir}/csv/*/metrics.csv")
+    rows = list(csv.DictReader(open(path)))
+    losses = [float(r["train/loss"]) for r in rows if r.get("train/loss")]
+    assert len(losses) >= 4 and sum(losses[-2:]) < sum(losses[:2])
+
+
+def test_the_saved_student_loads_with_plain_transformers(trained):
+    cfg, _ = trained
+    student_dir = f"{cfg.paths.output_dir}/student"
+    model = AutoModelForSeq2SeqLM.from_pretrained(student_dir).eval()
+    tokenizer = CodeTokenizer.from_pretrained(student_dir)
+    row = json.loads(open(f"{cfg.paths.output_dir}/predictions.jsonl").readline())
+    prefix, suffix = row["prompt"].split("<FILL-HERE>")
+    ids = torch.tensor([encode_fim_input(tokenizer, LABEL_TASK, prefix, suffix, cfg.data.max_source_length)])
+    out = model.generate(input_ids=ids, max_new_tokens=cfg.data.max_target_length, do_sample=False)
+    assert tokenizer.decode(out[0].tolist()) == row["student"]
+
+
+def _sample_jsonl(path):
+    load_sample_corpus().to_json(str(path))
+    return path
+
+
+@pytest.mark.parametrize("experiment", [None, "moonscript_santacoder_flan_t5"])
+def test_fast_dev_run_of_every_experiment(
+    tmp_path, cache_dir, tiny_teacher_dir, tiny_student_dir, experiment, monkeypatch
+):
+    overrides = ["debug=fdr"]
+    if experiment:
+        # the real recipe with its Hub models swapped for the same architectures at toy size, its corpus
+        # for a local file in The Stack's schema, and OpenAI for a loopback server
+        overrides += [
+            f"experiment={experiment}",
+            f"teacher.name_or_path={tiny_teacher_dir}",
+            f"student.name_or_path={tiny_student_dir}",
+            "trainer.accelerator=cpu",
+            "trainer.precision=32-true",
+            f"dataset.corpus.source={_sample_jsonl(tmp_path / 'moon.jsonl')}",
+            "data.num_workers=0",
+        ]
+        monkeypatch.setenv("OPENAI_API_KEY", "sk-never-logged")
+        with FakeOpenAI() as server:
+            cfg = compose_config("train", tmp_path, cache_dir, overrides + [f"rationale.base_url={server.base_url}"])
+            score = train(cfg)
+        assert len(server.requests) > 0
+        assert not any("sk-never-logged" in p.read_text(errors="ignore") for p in tmp_path.rglob("*") if p.is_file())
+    else:
+        score = train(compose_config("train", tmp_path, cache_dir, overrides))
+    assert 0.0 <= score <= 1.0
+    assert (tmp_path / "out" / "student" / "config.json").is_file()
+
+
+def test_label_only_trains_without_the_rationale_task(tmp_path, cache_dir):
+    cfg = compose_config("train", tmp_path, cache_dir, ["debug=fdr", "loss=label_only"])
+    train(cfg)
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())["metrics"]
+    assert "val/rationale_loss" not in metrics and metrics["val/loss"] == metrics["val/label_loss"]
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["dataset_dir=/no/such/dataset"], "dataset_dir=/no/such/dataset is not a saved dataset"),
+        (["loss.alpha=1.5"], "loss.alpha=1.5 is outside [0, 1]"),
+    ],
+)
+def test_cli_errors_are_one_clear_line(tmp_path, args, message):
+    env = {**os.environ, "CODISTILL_ROOT": str(tmp_path)}
+    proc = subprocess.run(
+        [sys.executable, "-m", "codistill.apps.train", *args], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert f"codistill: error: {message}" in proc.stderr
+    assert "Traceback" not in proc.stderr
