@@ -30,12 +30,8 @@ class OpenAIRationale:
     ):
         self.model_name, self.template = model, PromptTemplate(**template)
         self.base_url, self.max_concurrency = base_url, max_concurrency
-        self.max_tokens, self.temperature, self.timeout, self.max_retries = (
-            max_tokens,
-            temperature,
-            timeout,
-            max_retries,
-        )
+        self.max_tokens, self.temperature = max_tokens, temperature
+        self.timeout, self.max_retries = timeout, max_retries
         self._api_key = os.environ.get(api_key_env)
         if not self._api_key:
             if base_url is None:

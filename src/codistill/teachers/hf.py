@@ -22,17 +22,13 @@ class HFTeacher:
         dtype: str = "auto",
         device: str = "auto",
     ):
-        self.name, self.name_or_path, self.max_new_tokens, self.batch_size = (
-            name,
-            name_or_path,
-            max_new_tokens,
-            batch_size,
-        )
+        self.name = name
+        self.max_new_tokens = max_new_tokens
+        self.batch_size = batch_size
         self.fim = FIMTokens(**fim)
         self.model, self.tokenizer = load_causal_lm(name_or_path, dtype, device)
-        sentinels = [eos_token, self.fim.prefix, self.fim.suffix, self.fim.middle] + (
-            [self.fim.pad] if self.fim.pad else []
-        )
+        sentinels = [eos_token, self.fim.prefix, self.fim.suffix, self.fim.middle, self.fim.pad]
+        sentinels = [t for t in sentinels if t]
         vocab = self.tokenizer.get_vocab()
         missing = [t for t in sentinels if t not in vocab]
         if missing:
