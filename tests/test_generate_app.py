@@ -4,7 +4,7 @@ import gzip
 import json
 
 import pytest
-from datasets import load_from_disk
+from datasets import DatasetDict, load_from_disk
 
 from codistill.apps.generate import cached_dataset, generate
 from codistill.data.build import COLUMNS
@@ -29,8 +29,19 @@ def test_dataset_has_the_columns_splits_and_fim_invariants(generated):
         assert row["fim_inputs"] == f"<fim-prefix>{row['prefix']}<fim-suffix>{row['suffix']}<fim-middle>"
         assert row["label_middles"] and row["teacher"] == "tiny_gpt_bigcode"
         assert row["rationale_template"] == "explain_fim_v1" and row["path"].endswith(".moon")
-    saved = load_from_disk(cfg.save_dir)
+    saved = load_from_disk(cfg.save_local)
     assert saved["train"]["label_middles"] == data["train"]["label_middles"]
+
+
+def test_push_to_hub_sends_the_dataset_dict_to_the_named_repo(tmp_path, cache_dir, monkeypatch):
+    pushed = []
+    monkeypatch.setattr(DatasetDict, "push_to_hub", lambda self, repo, private: pushed.append((repo, private, self)))
+    overrides = ["save_local=null", "push_to_hub=me/moon-fim", "dataset.corpus.max_files=2"]
+    data = generate(compose_config("generate", tmp_path, cache_dir, overrides))
+    assert pushed == [("me/moon-fim", True, data)]
+    assert not (tmp_path / "out").exists()
+    with pytest.raises(ConfigError, match="save_local and push_to_hub are both null"):
+        generate(compose_config("generate", tmp_path, cache_dir, ["save_local=null"]))
 
 
 def test_generation_is_reproducible(generated, tmp_path, cache_dir):

@@ -11,7 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from codistill.config import CONFIG_DIR
 from codistill.data.build import build_fim_dataset
-from codistill.errors import build, exit_on_config_error
+from codistill.errors import ConfigError, build, exit_on_config_error
 from codistill.eval.metrics import fim_metrics
 from codistill.eval.report import print_table
 
@@ -68,9 +68,12 @@ def summarize(data: DatasetDict) -> dict[str, dict[str, float]]:
 
 
 def generate(cfg: DictConfig) -> DatasetDict:
+    if not cfg.save_local and not cfg.push_to_hub:
+        raise ConfigError("save_local and push_to_hub are both null: set one, or the dataset is thrown away")
     data = build_dataset(cfg)
-    data.save_to_disk(cfg.save_dir)
-    log.info("saved the distillation dataset to %s", cfg.save_dir)
+    if cfg.save_local:
+        data.save_to_disk(cfg.save_local)
+        log.info("saved the distillation dataset to %s", cfg.save_local)
     if cfg.push_to_hub:
         data.push_to_hub(cfg.push_to_hub, private=cfg.private)
         log.info("pushed the dataset to the Hub as %s", cfg.push_to_hub)
