@@ -45,6 +45,7 @@ def compose_config(name: str, tmp_path: Path, cache_dir: Path, overrides: list[s
         cfg.paths.data_dir = str(tmp_path / "data")
         cfg.paths.cache_dir = str(cache_dir)
         cfg.paths.log_dir = str(tmp_path / "logs")
+        cfg.paths.infilling_dir = str(SHARED_DATA / "human-eval-infilling")
     return cfg
 
 
@@ -58,3 +59,8 @@ def tiny_teacher_tokenizer(tiny_teacher_dir):
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(tiny_teacher_dir)
+
+
+@pytest.fixture
+def infilling_dir(shared_data) -> Path:
+    return shared_data / "human-eval-infilling"

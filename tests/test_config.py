@@ -37,6 +37,17 @@ def test_every_option_composes_resolves_and_imports(make_config, group):
             assert callable(get_object(target)), target
 
 
+@pytest.mark.parametrize("option", _options("eval_model"))
+def test_every_eval_model_composes_and_imports(make_config, option):
+    cfg = make_config(
+        "eval", [f"eval_model={option}", "eval_model.name_or_path=some/model", "tasks.fim_heldout.dataset_dir=d"]
+    )
+    OmegaConf.resolve(cfg)
+    for target in _targets(cfg):
+        assert callable(get_object(target)), target
+    assert cfg.run and all(name in cfg.tasks for name in cfg.run)
+
+
 def test_generate_config_composes_with_the_shared_groups(make_config):
     cfg = make_config("generate", ["teacher=santacoder", "rationale=openai", "dataset=moonscript_fim"])
     OmegaConf.resolve(cfg)

@@ -1,5 +1,7 @@
 """Batched greedy generation for causal models: left padding, length-sorted batches, per-row stops."""
 
+from dataclasses import dataclass
+
 import torch
 from tqdm.auto import tqdm
 from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -30,22 +32,71 @@ def context_length(model) -> int:
     raise ValueError(f"{type(model).__name__} config names no context length")
 
 
+@dataclass(frozen=True)
+class Sampling:
+    """`n` samples per input; temperature 0 means greedy decoding (then n must be 1)."""
+
+    n: int = 1
+    temperature: float = 0.0
+    top_p: float = 1.0
+
+    def __post_init__(self):
+        if self.temperature == 0 and self.n != 1:
+            raise ConfigError(f"n={self.n} samples need a temperature > 0; greedy decoding gives one answer")
+
+    def generate_kwargs(self) -> dict:
+        if self.temperature == 0:
+            return {"do_sample": False, "num_beams": 1}
+        return {"do_sample": True, "temperature": self.temperature, "top_p": self.top_p, "num_return_sequences": self.n}
+
+
 @torch.inference_mode()
-def generate_greedy(
+def generate_ids(
     model,
-    tokenizer,
-    prompts: list[str],
+    inputs: list[list[int]],
+    pad_id: int,
     max_new_tokens: int,
     batch_size: int,
     stop_ids: set[int],
-    truncate_left: bool = False,
+    sampling: Sampling = Sampling(),
     desc: str = "generating",
-) -> list[str]:
-    """Greedy continuations of `prompts`, each cut before its first stop token and decoded exactly.
+) -> list[list[list[int]]]:
+    """For each input, `sampling.n` generated id lists, each cut before its first stop token.
 
-    A prompt that leaves no room for `max_new_tokens` in the model's context raises a ConfigError,
-    or with `truncate_left` loses its oldest tokens.
+    Inputs are batched longest first; decoder-only models get left padding (the new tokens follow
+    the prompt), encoder-decoder models right padding.
     """
+    decoder_only = not model.config.is_encoder_decoder
+    order = sorted(range(len(inputs)), key=lambda i: len(inputs[i]), reverse=True)
+    outputs: list[list[list[int]]] = [[] for _ in inputs]
+    device = next(model.parameters()).device
+    for start in tqdm(range(0, len(order), batch_size), desc=desc, unit="batch", leave=False):
+        rows = order[start : start + batch_size]
+        width = max(len(inputs[i]) for i in rows)
+        input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+        attention = torch.zeros((len(rows), width), dtype=torch.long)
+        for r, i in enumerate(rows):
+            span = slice(width - len(inputs[i]), width) if decoder_only else slice(0, len(inputs[i]))
+            input_ids[r, span] = torch.tensor(inputs[i])
+            attention[r, span] = 1
+        generated = model.generate(
+            input_ids=input_ids.to(device),
+            attention_mask=attention.to(device),
+            max_new_tokens=max_new_tokens,
+            eos_token_id=sorted(stop_ids) or None,
+            pad_token_id=pad_id,
+            **sampling.generate_kwargs(),
+        )
+        generated = generated[:, width:] if decoder_only else generated[:, 1:]  # drop prompt / decoder start
+        for k, ids in enumerate(generated.tolist()):
+            cut = next((j for j, t in enumerate(ids) if t in stop_ids), len(ids))
+            outputs[rows[k // sampling.n]].append(ids[:cut])
+    return outputs
+
+
+def encode_prompts(model, tokenizer, prompts: list[str], max_new_tokens: int, truncate_left: bool) -> list[list[int]]:
+    """Token ids of causal-LM prompts that leave room for `max_new_tokens` in the model's context: a
+    longer prompt raises a ConfigError, or with `truncate_left` loses its oldest tokens."""
     budget = context_length(model) - max_new_tokens
     encoded = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
     for i, ids in enumerate(encoded):
@@ -57,29 +108,24 @@ def generate_greedy(
                     "generator's max_new_tokens"
                 )
             encoded[i] = ids[-budget:]
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    order = sorted(range(len(prompts)), key=lambda i: len(encoded[i]), reverse=True)
-    outputs: list[str] = [""] * len(prompts)
-    device = next(model.parameters()).device
-    for start in tqdm(range(0, len(order), batch_size), desc=desc, unit="batch", leave=False):
-        rows = order[start : start + batch_size]
-        width = max(len(encoded[i]) for i in rows)
-        input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-        attention = torch.zeros((len(rows), width), dtype=torch.long)
-        for r, i in enumerate(rows):
-            input_ids[r, width - len(encoded[i]) :] = torch.tensor(encoded[i])
-            attention[r, width - len(encoded[i]) :] = 1
-        generated = model.generate(
-            input_ids=input_ids.to(device),
-            attention_mask=attention.to(device),
-            max_new_tokens=max_new_tokens,
-            do_sample=False,
-            num_beams=1,
-            eos_token_id=sorted(stop_ids),
-            pad_token_id=pad_id,
-        )[:, width:].tolist()
-        for r, i in enumerate(rows):
-            ids = generated[r]
-            cut = next((k for k, t in enumerate(ids) if t in stop_ids), len(ids))
-            outputs[i] = tokenizer.decode(ids[:cut], skip_special_tokens=False)
-    return outputs
+    return encoded
+
+
+def pad_id_of(tokenizer) -> int:
+    return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+
+
+def generate_greedy(
+    model,
+    tokenizer,
+    prompts: list[str],
+    max_new_tokens: int,
+    batch_size: int,
+    stop_ids: set[int],
+    truncate_left: bool = False,
+    desc: str = "generating",
+) -> list[str]:
+    """Greedy continuations of causal-LM `prompts`, each cut before its first stop token, decoded exactly."""
+    inputs = encode_prompts(model, tokenizer, prompts, max_new_tokens, truncate_left)
+    generated = generate_ids(model, inputs, pad_id_of(tokenizer), max_new_tokens, batch_size, stop_ids, desc=desc)
+    return [tokenizer.decode(ids[0], skip_special_tokens=False) for ids in generated]

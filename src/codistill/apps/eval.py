@@ -1,0 +1,47 @@
+"""codistill-eval: score a model on the selected tasks; write samples, a summary, a table and a plot."""
+
+import logging
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+from codistill.config import CONFIG_DIR
+from codistill.errors import ConfigError, build, exit_on_config_error
+from codistill.eval.report import write_report
+
+log = logging.getLogger(__name__)
+
+
+def evaluate(cfg: DictConfig) -> dict[str, dict[str, float]]:
+    """Run `cfg.run` tasks on `cfg.eval_model`; returns {task: {metric: value}}."""
+    unknown = [name for name in cfg.run if name not in cfg.tasks]
+    if unknown:
+        raise ConfigError(f"run={list(cfg.run)} names unknown task(s) {unknown}: choose from {list(cfg.tasks)}")
+    tasks = [build(cfg.tasks[name]) for name in cfg.run]  # config errors surface before the model loads
+    sandbox = build(cfg.sandbox)
+    model = build(cfg.eval_model)
+    results = [task.run(model, sandbox) for task in tasks]
+    summary = write_report(cfg.paths.output_dir, results, f"{model.name}")
+    loggers = [build(c) for c in (cfg.get("logger") or {}).values()]
+    for logger in loggers:
+        logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+        logger.log_metrics({f"{task}/{k}": v for task, metrics in summary.items() for k, v in metrics.items()})
+        if hasattr(logger, "log_table"):  # wandb: the samples as tables
+            for result in results:
+                columns = sorted({k for row in result.samples for k in row})
+                rows = [[str(row.get(c, "")) for c in columns] for row in result.samples]
+                logger.log_table(key=f"samples/{result.name}", columns=columns, data=rows)
+        logger.save()
+    log.info("wrote the evaluation report to %s", Path(cfg.paths.output_dir).resolve())
+    return summary
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="eval")
+@exit_on_config_error
+def main(cfg: DictConfig) -> None:
+    evaluate(cfg)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,93 @@
+"""Models under evaluation, behind one interface: left-to-right completion and fill-in-the-middle.
+
+`CausalModel` wraps a teacher-style causal LM (santacoder, starcoder, the tiny GPTBigCode) and fills
+middles through its own FIM sentinels; `Seq2SeqModel` wraps a codistill student (a saved `student/`
+folder or any T5) and fills middles through the student's input format.
+"""
+
+from transformers import AutoModelForSeq2SeqLM
+
+from codistill.data.fim import FIMTokens
+from codistill.data.formatting import LABEL_TASK, encode_fim_input
+from codistill.errors import ConfigError
+from codistill.generation import Sampling, encode_prompts, generate_ids, load_causal_lm, pad_id_of, resolve_device
+from codistill.models.tokenization import CodeTokenizer
+
+
+def cut_at_stop_strings(text: str, stops: tuple[str, ...]) -> str:
+    """`text` up to the earliest occurrence of any stop string."""
+    return text[: min((i for i in (text.find(s) for s in stops) if i >= 0), default=len(text))]
+
+
+class CausalModel:
+    def __init__(
+        self,
+        name: str,
+        name_or_path: str,
+        fim: dict | None = None,
+        eos_token: str = "<|endoftext|>",
+        max_new_tokens: int = 256,
+        batch_size: int = 8,
+        dtype: str = "auto",
+        device: str = "auto",
+    ):
+        self.name, self.max_new_tokens, self.batch_size = name, max_new_tokens, batch_size
+        self.model, self.tokenizer = load_causal_lm(name_or_path, dtype, device)
+        self.fim = FIMTokens(**fim) if fim else None
+        sentinels = [eos_token, *([self.fim.prefix, self.fim.suffix, self.fim.middle] if self.fim else [])]
+        vocab = self.tokenizer.get_vocab()
+        if missing := [t for t in sentinels if t not in vocab]:
+            raise ConfigError(f"model {name_or_path} has no token(s) {missing}: set model.fim / model.eos_token")
+        self.stop_ids = {vocab[t] for t in sentinels}
+
+    def _generate(self, prompts: list[str], sampling: Sampling, stops: tuple[str, ...]) -> list[list[str]]:
+        inputs = encode_prompts(self.model, self.tokenizer, prompts, self.max_new_tokens, truncate_left=True)
+        out = generate_ids(
+            self.model, inputs, pad_id_of(self.tokenizer), self.max_new_tokens, self.batch_size, self.stop_ids, sampling
+        )
+        return [[cut_at_stop_strings(self.tokenizer.decode(ids), stops) for ids in samples] for samples in out]
+
+    def complete(self, prompts: list[str], sampling: Sampling, stops: tuple[str, ...] = ()) -> list[list[str]]:
+        return self._generate(prompts, sampling, stops)
+
+    def infill(self, prefixes: list[str], suffixes: list[str], sampling: Sampling) -> list[list[str]]:
+        if self.fim is None:
+            raise ConfigError(f"model {self.name} has no FIM tokens configured: set model.fim to score infilling")
+        return self._generate([self.fim.psm(p, s) for p, s in zip(prefixes, suffixes, strict=True)], sampling, ())
+
+
+class Seq2SeqModel:
+    def __init__(
+        self,
+        model,
+        tokenizer: CodeTokenizer,
+        name: str = "student",
+        max_source_length: int = 512,
+        max_new_tokens: int = 256,
+        batch_size: int = 16,
+    ):
+        self.model, self.tokenizer, self.name = model, tokenizer, name
+        self.max_source_length, self.max_new_tokens, self.batch_size = max_source_length, max_new_tokens, batch_size
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str, device: str = "auto", **kwargs) -> "Seq2SeqModel":
+        model = AutoModelForSeq2SeqLM.from_pretrained(name_or_path).to(resolve_device(device)).eval()
+        return cls(model, CodeTokenizer.from_pretrained(name_or_path), **kwargs)
+
+    def infill(self, prefixes: list[str], suffixes: list[str], sampling: Sampling) -> list[list[str]]:
+        return self._infill(prefixes, suffixes, sampling, ())
+
+    def complete(self, prompts: list[str], sampling: Sampling, stops: tuple[str, ...] = ()) -> list[list[str]]:
+        """Left-to-right completion is infilling with an empty suffix."""
+        return self._infill(prompts, [""] * len(prompts), sampling, stops)
+
+    def _infill(self, prefixes, suffixes, sampling: Sampling, stops: tuple[str, ...]) -> list[list[str]]:
+        inputs = [
+            encode_fim_input(self.tokenizer, LABEL_TASK, p, s, self.max_source_length)
+            for p, s in zip(prefixes, suffixes, strict=True)
+        ]
+        stop_ids = {self.tokenizer.eos_token_id}
+        out = generate_ids(
+            self.model, inputs, self.tokenizer.pad_token_id, self.max_new_tokens, self.batch_size, stop_ids, sampling
+        )
+        return [[cut_at_stop_strings(self.tokenizer.decode(ids), stops) for ids in samples] for samples in out]

