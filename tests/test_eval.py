@@ -144,3 +144,26 @@ def test_eval_app_scores_a_trained_student_and_rejects_unknown_tasks(tmp_path, c
     assert set(evaluate(cfg)["humaneval_infilling_single"]) == {"pass@1", "exact_match"}
     with pytest.raises(ConfigError, match="unknown task"):
         evaluate(compose_config("eval", tmp_path, cache_dir, ["run=[mbpp]"]))
+
+
+def test_eval_logs_the_summary_and_samples_to_wandb_offline(tmp_path, cache_dir, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-eval-secret")
+    cfg = compose_config(
+        "eval",
+        tmp_path,
+        cache_dir,
+        [
+            "logger=wandb",
+            "run=[humaneval]",
+            "tasks.humaneval.limit=2",
+            "eval_model.max_new_tokens=8",
+        ],
+    )
+    evaluate(cfg)
+    runs = list((tmp_path / "out" / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1 and list(runs[0].glob("*.wandb"))
+    logged = b"".join(p.read_bytes() for p in runs[0].rglob("*") if p.is_file())
+    assert b"humaneval/greedy_pass@1" in logged and b"samples/humaneval" in logged
+    written = b"".join(p.read_bytes() for p in (tmp_path / "out").rglob("*") if p.is_file())
+    assert b"sk-eval-secret" not in written

@@ -32,7 +32,9 @@ def evaluate(cfg: DictConfig) -> dict[str, dict[str, float]]:
                 columns = sorted({k for row in result.samples for k in row})
                 rows = [[str(row.get(c, "")) for c in columns] for row in result.samples]
                 logger.log_table(key=f"samples/{result.name}", columns=columns, data=rows)
-        logger.save()
+        logger.finalize("success")
+        if hasattr(logger.experiment, "finish"):  # a wandb run: flush it now, not at interpreter exit
+            logger.experiment.finish()
     log.info("wrote the evaluation report to %s", Path(cfg.paths.output_dir).resolve())
     return summary
 

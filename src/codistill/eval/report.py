@@ -47,25 +47,24 @@ def write_report(out_dir: str | Path, results: list, title: str) -> dict[str, di
 
 
 def plot_summary(summary: dict[str, dict[str, float]], path: Path, title: str) -> None:
-    """Bars of every 0-1 metric (pass@k, exact match, edit similarity, rates), grouped by task."""
+    """One panel per task: a horizontal bar per metric (BLEU, on a 0-100 scale, is left to the tables)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     tasks = list(summary)
-    metrics = list(dict.fromkeys(m for t in tasks for m, v in summary[t].items() if 0.0 <= v <= 1.0 and m != "bleu"))
-    fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(tasks) * max(1, len(metrics)) / 3), 4))
-    width = 0.8 / max(1, len(metrics))
-    for j, metric in enumerate(metrics):
-        xs = [i + j * width for i, t in enumerate(tasks) if metric in summary[t]]
-        ys = [summary[t][metric] for t in tasks if metric in summary[t]]
-        bars = ax.bar(xs, ys, width, label=metric)
-        ax.bar_label(bars, fmt="%.2f", fontsize=7)
-    ax.set_xticks([i + 0.4 - width / 2 for i in range(len(tasks))], tasks)
-    ax.set_ylim(0, 1.1)
-    ax.set_title(title)
-    ax.legend(fontsize=7, ncol=min(4, max(1, len(metrics))))
+    height = 0.9 + 0.28 * max(len(m) for m in summary.values())
+    fig, axes = plt.subplots(1, len(tasks), figsize=(4.2 * len(tasks), height), squeeze=False)
+    for ax, task in zip(axes[0], tasks, strict=True):
+        metrics = {k: v for k, v in summary[task].items() if "bleu" not in k}
+        bars = ax.barh(list(metrics), list(metrics.values()), color="tab:blue")
+        ax.bar_label(bars, fmt="%.3f", fontsize=7, padding=2)
+        ax.set_xlim(0, max(1.0, *metrics.values()) * 1.15)
+        ax.invert_yaxis()
+        ax.tick_params(labelsize=7)
+        ax.set_title(task, fontsize=9)
+    fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
