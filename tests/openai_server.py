@@ -1,61 +1,611 @@
-"""A local OpenAI-compatible chat-completions server on loopback, for tests."""
+"""A local OpenAI-compatible server on loopback for tests and benchmarks, with fault injection.
 
+Endpoints (HTTP/1.1, keep-alive):
+
+- ``POST /v1/chat/completions``: replies ``"explained: " + <last message content>[:20]``;
+- ``POST /v1/completions`` (legacy completions, as vLLM serves FIM teachers): replies ``choices[i].text =
+  "mid:" + sha1(prompt)[:8]``, one choice per prompt when ``prompt`` is a list;
+- ``GET /v1/models`` and ``GET /stats`` (the counters as JSON; ``/stats?full=1`` adds request bodies).
+
+Both POST endpoints give ``usage``: prompt_tokens = whitespace-separated words of the prompt,
+completion_tokens = 3.
+
+A fault plan decides, per request, whether to inject one of `FAULT_KINDS` instead of the normal reply:
+
+- ``None``: no faults;
+- a sequence: request N (0-based, in arrival order, over both endpoints) gets ``faults[N]`` (``None`` for no
+  fault); requests past its end succeed. ``["429", None, "drop"]``;
+- a mapping from int: the same, sparse. ``{0: "500", 5: "slow"}``;
+- a mapping from prompt text: a kind for every attempt at that prompt, or a sequence with one entry per attempt
+  (attempt k gets entry k-1, later attempts succeed). ``{"code 3": ["429", "500"]}``;
+- a callable ``(RequestInfo) -> kind | None``, e.g. ``FirstAttempts("429", when=sha1_is_even)``: the first attempt
+  at every prompt whose sha1 is even gets a 429, later attempts succeed.
+
+In process mode (``FakeOpenAI(process=True)``, for benchmarks whose client should not share this process's GIL)
+the plan is pickled to a child process: use sequences, mappings, `FirstAttempts` or module-level functions, not
+lambdas. Standalone: ``python tests/openai_server.py --latency 0.2 [--port P] [--faults JSON]`` prints its base
+URL and serves until interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import hashlib
 import json
+import os
+import pickle
+import signal
+import socket
+import subprocess
+import sys
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+import urllib.request
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+FAULT_KINDS = ("429", "500", "slow", "malformed", "drop")
+MALFORMED_BODY = b'{"choices": ['
+MAX_HEADER_LINES = 100
+MAX_BODY_BYTES = 32 * 1024 * 1024
+IDLE_TIMEOUT = 30.0  # seconds a keep-alive connection may wait for its next request
+READ_TIMEOUT = 30.0  # seconds to read one request's headers and body once it has started
+REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed", 411: "Length Required"}
+REASONS |= {413: "Payload Too Large", 429: "Too Many Requests", 500: "Internal Server Error"}
+
+
+def sha1_hex(text: str) -> str:
+    return hashlib.sha1(text.encode("utf-8")).hexdigest()
+
+
+def sha1_is_even(prompt: str) -> bool:
+    """True for about half of all prompts, the same half every run."""
+    return int(sha1_hex(prompt), 16) % 2 == 0
+
+
+def sha1_is_odd(prompt: str) -> bool:
+    return not sha1_is_even(prompt)
+
+
+def chat_reply(prompt: str) -> str:
+    """What /v1/chat/completions answers to a last message `prompt`."""
+    return f"explained: {prompt[:20]}"
+
+
+def completion_text(prompt: str) -> str:
+    """What /v1/completions answers to `prompt`."""
+    return "mid:" + sha1_hex(prompt)[:8]
+
+
+def words(text: str) -> int:
+    return len(text.split())
+
+
+@dataclass(frozen=True)
+class RequestInfo:
+    """What a fault plan sees of one request."""
+
+    index: int  # 0-based arrival order over all POST requests
+    attempt: int  # 1-based: the number of requests received so far for this prompt, this one included
+    prompt: str  # the last chat message's content, or the (first) completions prompt
+    path: str  # "/v1/chat/completions" or "/v1/completions"
+    body: dict
+
+
+@dataclass(frozen=True)
+class FirstAttempts:
+    """Fault `kind` on the first `attempts` attempts at every prompt for which `when(prompt)` is true (every
+    prompt if `when` is None); later attempts succeed. Picklable when `when` is a module-level function."""
+
+    kind: str
+    when: Callable[[str], bool] | None = None
+    attempts: int = 1
+
+    def __post_init__(self):
+        _check_kind(self.kind)
+
+    def __call__(self, info: RequestInfo) -> str | None:
+        if info.attempt <= self.attempts and (self.when is None or self.when(info.prompt)):
+            return self.kind
+        return None
+
+
+def _check_kind(kind: str | None) -> None:
+    if kind not in (None, "", *FAULT_KINDS):
+        raise ValueError(f"unknown fault kind {kind!r}: use one of {', '.join(FAULT_KINDS)} or None")
+
+
+def _plan_function(faults: Any) -> Callable[[RequestInfo], str | None]:
+    """Any accepted form of fault plan as a function of the request."""
+    if faults is None:
+        return lambda info: None
+    if callable(faults):
+        return faults
+    if isinstance(faults, Mapping):
+        by_index = {k: v for k, v in faults.items() if isinstance(k, int)}
+        by_prompt = {k: v for k, v in faults.items() if isinstance(k, str)}
+        if len(by_index) + len(by_prompt) != len(faults):
+            raise TypeError("fault mapping keys must be request indices (int) or prompt texts (str)")
+        for value in by_index.values():
+            _check_kind(value)
+        for value in by_prompt.values():
+            for kind in [value] if value is None or isinstance(value, str) else value:
+                _check_kind(kind)
+
+        def mapped(info: RequestInfo) -> str | None:
+            if info.index in by_index:
+                return by_index[info.index]
+            value = by_prompt.get(info.prompt)
+            if value is None or isinstance(value, str):
+                return value
+            return value[info.attempt - 1] if info.attempt <= len(value) else None
+
+        return mapped
+    if isinstance(faults, Sequence) and not isinstance(faults, str):
+        kinds = list(faults)
+        for kind in kinds:
+            _check_kind(kind)
+        return lambda info: kinds[info.index] if info.index < len(kinds) else None
+    raise TypeError(f"faults must be None, a sequence, a mapping or a callable, not {type(faults).__name__}")
+
+
+def _error_body(status: int, message: str) -> bytes:
+    kind = {429: "rate_limit_error", 400: "invalid_request_error", 404: "invalid_request_error"}
+    code = {429: "rate_limit_exceeded"}
+    error = {"message": message, "type": kind.get(status, "server_error"), "param": None, "code": code.get(status)}
+    return json.dumps({"error": error}).encode()
+
+
+class _Drop(Exception):
+    """Close the connection without a response."""
 
 
 class FakeOpenAI:
-    """Answers POST /v1/chat/completions with `explained: <first 20 chars of the prompt>`;
-    records every request body and Authorization header."""
+    """An OpenAI-compatible server on 127.0.0.1 at a free port; use as a context manager.
 
-    def __init__(self):
-        self.requests: list[dict] = []
-        self.auth_headers: list[str] = []
-        server = self
+    latency: seconds every successful reply waits. faults: a fault plan (see the module docstring).
+    retry_after: the Retry-After header of a "429", in seconds. slow_seconds: how long a "slow" fault waits
+    before its normal reply. process: serve from a child process instead of a thread of this one.
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802 - http.server's naming
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                server.requests.append(body)
-                server.auth_headers.append(self.headers.get("Authorization", ""))
-                prompt = body["messages"][-1]["content"]
-                reply = {
-                    "id": f"cmpl-{len(server.requests)}",
-                    "object": "chat.completion",
-                    "created": 0,
-                    "model": body["model"],
-                    "choices": [
-                        {
-                            "index": 0,
-                            "finish_reason": "stop",
-                            "message": {"role": "assistant", "content": f"explained: {prompt[:20]}"},
-                        }
-                    ],
-                    "usage": {
-                        "prompt_tokens": len(prompt.split()),
-                        "completion_tokens": 3,
-                        "total_tokens": len(prompt.split()) + 3,
-                    },
-                }
-                data = json.dumps(reply).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+    Counters, snapshots taken under a lock (in process mode fetched from the child, and kept after exit):
+    `requests` (parsed request bodies, arrival order), `auth_headers` (Authorization header of each),
+    `attempts` (Counter: requests received per prompt), `successes` (Counter: valid 200 replies sent per prompt),
+    `faults_injected` (Counter per kind), `errors` (server-side exceptions; empty unless the server is broken).
+    `stats()` gives the counts of all these plus `connections` (TCP connections accepted: keep-alive at work).
+    """
 
-            def log_message(self, *args):
-                pass
+    def __init__(
+        self,
+        latency: float = 0.0,
+        faults: Any = None,
+        *,
+        retry_after: float = 0.2,
+        slow_seconds: float = 3.0,
+        process: bool = False,
+        _sock: socket.socket | None = None,
+    ):
+        self.latency, self.retry_after, self.slow_seconds = float(latency), retry_after, slow_seconds
+        self.process = process
+        self._faults = faults
+        self._plan = _plan_function(faults)
+        self._lock = threading.Lock()
+        self._requests: list[dict] = []
+        self._auth_headers: list[str] = []
+        self._attempts: Counter = Counter()
+        self._successes: Counter = Counter()
+        self._faults_injected: Counter = Counter()
+        self._errors: list[str] = []
+        self._connections = 0
+        self._final: dict | None = None  # process mode: the child's counters, fetched before it stops
+        self._sock = _sock or socket.create_server(("127.0.0.1", 0), backlog=1024)
+        self.port = self._sock.getsockname()[1]
+        self.base_url = f"http://127.0.0.1:{self.port}/v1"
+        self._thread: threading.Thread | None = None
+        self._child: subprocess.Popen | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._ready = threading.Event()
+        self._startup_error: BaseException | None = None
+        self._tasks: set[asyncio.Task] = set()
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.base_url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+    # lifecycle -------------------------------------------------------------------------------------------
 
-    def __enter__(self):
-        self.thread.start()
+    def __enter__(self) -> FakeOpenAI:
+        self.start()
         return self
 
-    def __exit__(self, *exc):
-        self.httpd.shutdown()
-        self.httpd.server_close()
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def start(self) -> FakeOpenAI:
+        try:
+            if self.process:
+                self._start_child()
+            else:
+                self._thread = threading.Thread(target=self._run_loop, name="FakeOpenAI", daemon=True)
+                self._thread.start()
+                if not self._ready.wait(10):
+                    raise RuntimeError("FakeOpenAI did not start within 10 s")
+                if self._startup_error:
+                    raise RuntimeError("FakeOpenAI failed to start") from self._startup_error
+        except BaseException:
+            self._sock.close()
+            raise
+        return self
+
+    def close(self) -> None:
+        try:
+            if self._child is not None:
+                try:
+                    self._final = self._fetch_stats(full=True)
+                finally:
+                    self._stop_child()
+            elif self._thread is not None:
+                if self._loop is not None and not self._loop.is_closed():
+                    try:
+                        self._loop.call_soon_threadsafe(self._stop.set)
+                    except RuntimeError:  # the loop already stopped
+                        pass
+                self._thread.join(10)
+                if self._thread.is_alive():
+                    raise RuntimeError("FakeOpenAI did not stop within 10 s")
+                self._thread = None
+        finally:
+            self._sock.close()
+
+    def _start_child(self) -> None:
+        options = {
+            "latency": self.latency,
+            "faults": self._faults,
+            "retry_after": self.retry_after,
+            "slow_seconds": self.slow_seconds,
+        }
+        pickled = base64.b64encode(pickle.dumps(options)) + b"\n"  # before the child starts: lambdas fail here
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if isinstance(p, str)))
+        fd = self._sock.fileno()
+        self._child = subprocess.Popen(
+            [sys.executable, os.path.abspath(__file__), "--fd", str(fd), "--control-stdin"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            pass_fds=[fd],
+            env=env,
+        )
+        self._child.stdin.write(pickled)
+        self._child.stdin.flush()
+        line = self._read_line_with_timeout(self._child.stdout, 30)
+        if not line.startswith(b"http://"):
+            self._stop_child()
+            raise RuntimeError(f"FakeOpenAI child process did not start: {line!r}")
+
+    @staticmethod
+    def _read_line_with_timeout(stream, seconds: float) -> bytes:
+        result: list[bytes] = []
+        reader = threading.Thread(target=lambda: result.append(stream.readline()), daemon=True)
+        reader.start()
+        reader.join(seconds)
+        return result[0] if result else b""
+
+    def _stop_child(self) -> None:
+        child, self._child = self._child, None
+        try:
+            child.stdin.close()  # the child stops on end of input
+        except OSError:
+            pass
+        try:
+            child.wait(10)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait(10)
+        child.stdout.close()
+
+    # counters --------------------------------------------------------------------------------------------
+
+    def _snapshot(self, full: bool) -> dict:
+        if self._child is not None:
+            return self._fetch_stats(full)
+        if self._final is not None:
+            return self._final
+        with self._lock:
+            stats = {
+                "requests": len(self._requests),
+                "attempts": Counter(self._attempts),
+                "successes": Counter(self._successes),
+                "faults_injected": Counter(self._faults_injected),
+                "errors": list(self._errors),
+                "connections": self._connections,
+            }
+            if full:
+                stats["bodies"] = list(self._requests)
+                stats["auth_headers"] = list(self._auth_headers)
+            return stats
+
+    def _fetch_stats(self, full: bool) -> dict:
+        url = f"http://127.0.0.1:{self.port}/stats" + ("?full=1" if full else "")
+        with urllib.request.urlopen(url, timeout=10) as reply:
+            stats = json.loads(reply.read())
+        for key in ("attempts", "successes", "faults_injected"):
+            stats[key] = Counter(stats[key])
+        return stats
+
+    def stats(self) -> dict:
+        """{"requests": count, "attempts": Counter, "successes": Counter, "faults_injected": Counter,
+        "errors": list, "connections": count}, in either mode."""
+        stats = dict(self._snapshot(full=False))
+        stats.pop("bodies", None)
+        stats.pop("auth_headers", None)
+        return stats
+
+    @property
+    def requests(self) -> list[dict]:
+        return self._snapshot(full=True)["bodies"]
+
+    @property
+    def auth_headers(self) -> list[str]:
+        return self._snapshot(full=True)["auth_headers"]
+
+    @property
+    def attempts(self) -> Counter:
+        return self._snapshot(full=False)["attempts"]
+
+    @property
+    def successes(self) -> Counter:
+        return self._snapshot(full=False)["successes"]
+
+    @property
+    def faults_injected(self) -> Counter:
+        return self._snapshot(full=False)["faults_injected"]
+
+    @property
+    def errors(self) -> list[str]:
+        return self._snapshot(full=False)["errors"]
+
+    # the server ------------------------------------------------------------------------------------------
+
+    def _run_loop(self) -> None:
+        try:
+            asyncio.run(self._serve())
+        except BaseException as error:  # noqa: BLE001 - reported to the starting thread
+            self._startup_error = error
+            self._ready.set()
+
+    async def _serve(self) -> None:
+        self._loop, self._stop = asyncio.get_running_loop(), asyncio.Event()
+        server = await asyncio.start_server(self._connection, sock=self._sock, limit=1 << 20)
+        self._ready.set()
+        try:
+            await self._stop.wait()
+        finally:
+            server.close()
+            for task in list(self._tasks):
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+            await asyncio.wait_for(server.wait_closed(), 5)
+
+    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        self._tasks.add(task)
+        with self._lock:
+            self._connections += 1
+        try:
+            keep_alive = True
+            while keep_alive:  # one request per turn; ends on close, error, idle timeout or shutdown
+                request = await self._read_request(reader, writer)
+                if request is None:
+                    break
+                method, target, version, headers, body = request
+                keep_alive = self._keeps_alive(version, headers)
+                await self._respond(method, target, headers, body, reader, writer, keep_alive)
+        except (_Drop, ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, asyncio.TimeoutError):
+            pass
+        except asyncio.CancelledError:
+            pass
+        except Exception as error:  # noqa: BLE001 - recorded for tests, the connection closes
+            with self._lock:
+                self._errors.append(f"{type(error).__name__}: {error}")
+        finally:
+            self._tasks.discard(task)
+            writer.close()
+
+    @staticmethod
+    def _keeps_alive(version: str, headers: dict) -> bool:
+        connection = headers.get("connection", "").lower()
+        if version == "HTTP/1.0":
+            return connection == "keep-alive"
+        return connection != "close"
+
+    async def _read_request(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
+        """(method, target, version, headers, body), or None at end of input or after an idle timeout."""
+        try:
+            line = await asyncio.wait_for(reader.readline(), IDLE_TIMEOUT)
+        except asyncio.TimeoutError:
+            return None
+        if not line.strip():
+            return None
+        return await asyncio.wait_for(self._read_rest(line, reader, writer), READ_TIMEOUT)
+
+    @staticmethod
+    async def _read_rest(line: bytes, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
+        parts = line.decode("latin-1").split()
+        if len(parts) != 3:
+            raise ConnectionError(f"bad request line {line!r}")
+        method, target, version = parts
+        headers: dict[str, str] = {}
+        for _ in range(MAX_HEADER_LINES + 1):
+            header = await reader.readline()
+            if header in (b"\r\n", b"\n", b""):
+                break
+            name, _, value = header.decode("latin-1").partition(":")
+            headers[name.strip().lower()] = value.strip()
+        else:
+            raise ConnectionError("too many header lines")
+        if headers.get("expect", "").lower() == "100-continue":
+            writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        if "chunked" in headers.get("transfer-encoding", "").lower():
+            body = b""
+            while True:  # bounded by MAX_BODY_BYTES and READ_TIMEOUT
+                size = int((await reader.readline()).split(b";")[0], 16)
+                if size == 0:
+                    while (await reader.readline()) not in (b"\r\n", b"\n", b""):
+                        pass
+                    break
+                body += await reader.readexactly(size)
+                await reader.readexactly(2)
+                if len(body) > MAX_BODY_BYTES:
+                    raise ConnectionError("body too large")
+        else:
+            length = int(headers.get("content-length", "0"))
+            if length > MAX_BODY_BYTES:
+                raise ConnectionError("body too large")
+            body = await reader.readexactly(length)
+        return method, target, version, headers, body
+
+    async def _respond(self, method, target, headers, body, reader, writer, keep_alive) -> None:
+        url = urlsplit(target)
+        path = url.path.rstrip("/")
+        if method == "GET" and path == "/stats":
+            full = parse_qs(url.query).get("full", ["0"])[0] not in ("", "0")
+            stats = self._snapshot(full)
+            await self._send(writer, 200, json.dumps(stats).encode(), keep_alive)
+            return
+        if method == "GET" and path == "/v1/models":
+            models = {"object": "list", "data": [{"id": "fake", "object": "model", "created": 0, "owned_by": "fake"}]}
+            await self._send(writer, 200, json.dumps(models).encode(), keep_alive)
+            return
+        if path not in ("/v1/chat/completions", "/v1/completions"):
+            await self._send(writer, 404, _error_body(404, f"no route {method} {path}"), keep_alive)
+            return
+        if method != "POST":
+            await self._send(writer, 405, _error_body(405, f"{path} takes POST"), keep_alive)
+            return
+        try:
+            payload = json.loads(body)
+            chat = path == "/v1/chat/completions"
+            prompts = self._prompts(payload, chat)
+        except (ValueError, KeyError, TypeError, IndexError) as error:
+            await self._send(writer, 400, _error_body(400, f"bad request body: {error}"), keep_alive)
+            return
+
+        with self._lock:
+            index = len(self._requests)
+            self._requests.append(payload)
+            self._auth_headers.append(headers.get("authorization", ""))
+            self._attempts.update(prompts)
+            info = RequestInfo(index, self._attempts[prompts[0]], prompts[0], path, payload)
+        kind = self._plan(info) or None
+        _check_kind(kind)
+        if kind:
+            with self._lock:
+                self._faults_injected[kind] += 1
+        if kind == "drop":
+            raise _Drop
+        if kind == "429":
+            message = _error_body(429, "Rate limit reached (injected by FakeOpenAI)")
+            extra = {"Retry-After": f"{self.retry_after:g}"}
+            await self._send(writer, 429, message, keep_alive, extra)
+            return
+        if kind == "500":
+            await self._send(writer, 500, _error_body(500, "The server had an error (injected)"), keep_alive)
+            return
+        if kind == "malformed":
+            await self._send(writer, 200, MALFORMED_BODY, keep_alive)
+            return
+        delay = self.slow_seconds if kind == "slow" else self.latency
+        if delay > 0:
+            await asyncio.sleep(delay)
+        if reader.at_eof() or writer.is_closing():  # the client gave up (timed out) while we waited
+            raise _Drop
+        reply = self._reply(payload, prompts, chat, index)
+        await self._send(writer, 200, json.dumps(reply).encode(), keep_alive)
+        with self._lock:
+            self._successes.update(prompts)
+
+    @staticmethod
+    def _prompts(payload: dict, chat: bool) -> list[str]:
+        if chat:
+            content = payload["messages"][-1]["content"]
+            if isinstance(content, list):  # content parts
+                content = "".join(part.get("text", "") for part in content)
+            if not isinstance(content, str):
+                raise TypeError("the last message has no text content")
+            return [content]
+        prompt = payload["prompt"]
+        prompts = [prompt] if isinstance(prompt, str) else list(prompt)
+        if not prompts or not all(isinstance(p, str) for p in prompts):
+            raise TypeError("prompt must be a string or a non-empty list of strings")
+        return prompts
+
+    @staticmethod
+    def _reply(payload: dict, prompts: list[str], chat: bool, index: int) -> dict:
+        model = payload.get("model", "fake")
+        prompt_tokens = sum(words(p) for p in prompts)
+        completion_tokens = 3 * len(prompts)
+        usage = {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+        }
+        if chat:
+            message = {"role": "assistant", "content": chat_reply(prompts[0])}
+            choices = [{"index": 0, "finish_reason": "stop", "message": message, "logprobs": None}]
+            kind = "chat.completion"
+        else:
+            choices = [
+                {"index": i, "text": completion_text(p), "finish_reason": "length", "logprobs": None}
+                for i, p in enumerate(prompts)
+            ]
+            kind = "text_completion"
+        reply = {"id": f"cmpl-{index + 1}", "object": kind, "created": 0, "model": model, "choices": choices}
+        return reply | {"usage": usage}
+
+    @staticmethod
+    async def _send(writer, status: int, body: bytes, keep_alive: bool, extra: dict | None = None) -> None:
+        head = [
+            f"HTTP/1.1 {status} {REASONS.get(status, 'Error')}",
+            "Content-Type: application/json",
+            f"Content-Length: {len(body)}",
+            f"Connection: {'keep-alive' if keep_alive else 'close'}",
+            *(f"{k}: {v}" for k, v in (extra or {}).items()),
+        ]
+        writer.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body)
+        await writer.drain()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="A fault-injecting OpenAI-compatible server on 127.0.0.1.")
+    parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds every successful reply waits")
+    parser.add_argument("--faults", default=None, help='a JSON fault plan: ["429", null, "drop"] or {"3": "500"}')
+    parser.add_argument("--retry-after", type=float, default=0.2)
+    parser.add_argument("--slow-seconds", type=float, default=3.0)
+    parser.add_argument("--fd", type=int, default=None, help=argparse.SUPPRESS)  # a listening socket, inherited
+    parser.add_argument("--control-stdin", action="store_true", help=argparse.SUPPRESS)  # options in, EOF = stop
+    args = parser.parse_args(argv)
+
+    if args.control_stdin:
+        options = pickle.loads(base64.b64decode(sys.stdin.buffer.readline()))
+    else:
+        faults = json.loads(args.faults) if args.faults else None
+        if isinstance(faults, dict):
+            faults = {int(k) if k.lstrip("-").isdigit() else k: v for k, v in faults.items()}
+        options = {"latency": args.latency, "faults": faults}
+        options |= {"retry_after": args.retry_after, "slow_seconds": args.slow_seconds}
+    sock = socket.socket(fileno=args.fd) if args.fd is not None else socket.create_server(("127.0.0.1", args.port))
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    with FakeOpenAI(**options, _sock=sock) as server:
+        print(server.base_url, flush=True)
+        if args.control_stdin:
+            threading.Thread(target=lambda: (sys.stdin.buffer.read(), stop.set()), daemon=True).start()
+        try:
+            while not stop.wait(0.5):
+                pass
+        except KeyboardInterrupt:
+            pass
+
+
+if __name__ == "__main__":
+    main()

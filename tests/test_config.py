@@ -31,7 +31,8 @@ def _targets(node):
 def test_every_option_composes_resolves_and_imports(make_config, group):
     assert _options(group), f"conf/{group} is empty"
     for option in _options(group):
-        cfg = make_config("train", [f"{group}={option}"])
+        paired = ["rationale=openai"] if option == "openai_compatible" else []  # hf rationales need a local model
+        cfg = make_config("train", [f"{group}={option}", *paired])
         OmegaConf.resolve(cfg)
         for target in _targets(cfg):
             assert callable(get_object(target)), target

@@ -108,3 +108,24 @@ def test_a_corpus_without_usable_files_names_the_fix(tmp_path, cache_dir):
     corpus.write_text(json.dumps({"text": "x = 1" * 10}) + "\n")
     with pytest.raises(ConfigError, match="dataset.corpus.content_field"):
         generate(cfg)
+
+
+def test_sharded_labelling_then_assembly_equals_one_run(tmp_path, cache_dir):
+    base = ["dataset.corpus.max_files=3"]
+    single = generate(compose_config("generate", tmp_path / "one", cache_dir, base))
+    for index in range(2):
+        shard = [f"shard.index={index}", "shard.count=2"]
+        assert generate(compose_config("generate", tmp_path / "two", cache_dir, base + shard)) is None
+    store = tmp_path / "two" / "data" / "store"
+    records = {
+        w: [json.loads(x) for p in store.glob(f"part-{w}-*.jsonl") for x in p.read_text().splitlines()]
+        for w in ("0", "1")
+    }
+    assert records["0"] and records["1"]
+    assert not {r["key"] for r in records["0"]} & {r["key"] for r in records["1"]}  # each computed once
+    n_rows = len(single["train"]) + len(single["validation"])
+    assert len(records["0"]) + len(records["1"]) == 2 * n_rows  # a teacher middle and a rationale per row
+    assembled = generate(compose_config("generate", tmp_path / "two", cache_dir, base))
+    for split in ("train", "validation"):
+        assert assembled[split].to_list() == single[split].to_list()
+    assert len(list(store.glob("part-*.jsonl"))) == 2  # assembling computed nothing new

@@ -5,6 +5,8 @@ import torch
 
 from codistill.errors import ConfigError
 from codistill.generation import generate_greedy
+from codistill.llm.client import LLMClient
+from codistill.llm.store import ResultStore
 from codistill.rationales.openai import OpenAIRationale
 from codistill.teachers.hf import HFTeacher
 from openai_server import FakeOpenAI
@@ -20,12 +22,25 @@ def teacher(tiny_teacher_dir):
     return HFTeacher("tiny", tiny_teacher_dir, FIM, "<|endoftext|>", max_new_tokens=12, batch_size=4)
 
 
-def test_batched_middles_equal_one_at_a_time(teacher):
-    batched = teacher.complete(PREFIXES, SUFFIXES)
+def test_batched_middles_equal_one_at_a_time(teacher, tmp_path):
+    with ResultStore(tmp_path / "batched") as store:
+        batched = teacher.complete(PREFIXES, SUFFIXES, store)
     teacher.batch_size = 1
-    single = teacher.complete(PREFIXES, SUFFIXES)
+    with ResultStore(tmp_path / "single") as store:
+        single = teacher.complete(PREFIXES, SUFFIXES, store)
     teacher.batch_size = 4
     assert batched == single
+
+
+def test_teacher_middles_are_stored_and_never_computed_twice(teacher, tmp_path, monkeypatch):
+    with ResultStore(tmp_path) as store:
+        first = teacher.complete(PREFIXES[:2], SUFFIXES[:2], store)
+    calls = []
+    monkeypatch.setattr(teacher, "_generate", lambda prompts: calls.append(prompts) or ["new"] * len(prompts))
+    with ResultStore(tmp_path) as store:
+        again = teacher.complete(PREFIXES, SUFFIXES, store)
+    assert again[:2] == first and again[2:] == ["new", "new"]
+    assert [len(c) for c in calls] == [2]  # only the two prompts the store lacked
 
 
 def test_the_middle_is_exactly_the_text_before_the_first_stop_token(teacher):
@@ -50,11 +65,11 @@ def test_the_middle_is_exactly_the_text_before_the_first_stop_token(teacher):
         assert generate_greedy(teacher.model, teacher.tokenizer, [prompt], 12, 1, stop_ids={new[2]}) == [want]
 
 
-def test_segments_too_long_for_the_teacher_context_name_the_fix(teacher):
+def test_segments_too_long_for_the_teacher_context_name_the_fix(teacher, tmp_path):
     with pytest.raises(ConfigError, match="dataset.segment.length=2000 tokens does not fit"):
         teacher.check_segment_length(2000)
-    with pytest.raises(ConfigError, match="exceeds the model's context"):
-        teacher.complete(["x = 1\n" * 600], [""])
+    with pytest.raises(ConfigError, match="exceeds the model's context"), ResultStore(tmp_path) as store:
+        teacher.complete(["x = 1\n" * 600], [""], store)
 
 
 def test_wrong_fim_tokens_name_the_fix(tiny_teacher_dir):
@@ -62,20 +77,21 @@ def test_wrong_fim_tokens_name_the_fix(tiny_teacher_dir):
         HFTeacher("tiny", tiny_teacher_dir, {**FIM, "prefix": "<fim_prefix>"}, "<|endoftext|>")
 
 
-def test_openai_rationales_come_back_in_order_from_a_compatible_server(monkeypatch):
+def test_openai_rationales_come_back_in_order_from_a_compatible_server(monkeypatch, tmp_path):
     monkeypatch.setenv("CODISTILL_TEST_KEY", "sk-test-secret")
-    with FakeOpenAI() as server:
-        backend = OpenAIRationale(
-            "gpt-test", TEMPLATE, base_url=server.base_url, api_key_env="CODISTILL_TEST_KEY", max_concurrency=4
-        )
+    with FakeOpenAI() as server, ResultStore(tmp_path) as store:
+        client = LLMClient("gpt-test", base_url=server.base_url, api_key_env="CODISTILL_TEST_KEY", max_concurrency=4)
+        backend = OpenAIRationale(client, TEMPLATE)
         codes = [f"code {i} <FILL-HERE>" for i in range(10)]
-        out = backend.explain("MoonScript", codes, ["m"] * 10)
+        out = backend.explain("MoonScript", codes, ["m"] * 10, store)
+        assert backend.explain("MoonScript", codes[:3], ["m"] * 3, store) == out[:3]  # answered from the store
     assert out == ["explained: " + f"MoonScript|code {i} <FILL-HERE>|m"[:20] for i in range(10)]
     assert len(server.requests) == 10 and server.requests[0]["model"] == "gpt-test"
     assert set(server.auth_headers) == {"Bearer sk-test-secret"}
+    assert not any(b"sk-test-secret" in p.read_bytes() for p in tmp_path.rglob("*") if p.is_file())
 
 
 def test_openai_without_a_key_names_the_fix(monkeypatch):
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     with pytest.raises(ConfigError, match="OPENAI_API_KEY"):
-        OpenAIRationale("gpt-test", TEMPLATE)
+        LLMClient("gpt-test")

@@ -84,7 +84,9 @@ def test_fast_dev_run_of_every_experiment(
         ]
         monkeypatch.setenv("OPENAI_API_KEY", "sk-never-logged")
         with FakeOpenAI() as server:
-            cfg = compose_config("train", tmp_path, cache_dir, overrides + [f"rationale.base_url={server.base_url}"])
+            cfg = compose_config(
+                "train", tmp_path, cache_dir, overrides + [f"rationale.client.base_url={server.base_url}"]
+            )
             score = train(cfg)
         assert len(server.requests) > 0
         assert not any("sk-never-logged" in p.read_text(errors="ignore") for p in tmp_path.rglob("*") if p.is_file())

@@ -1,5 +1,6 @@
 """Batched greedy generation for causal models: left padding, length-sorted batches, per-row stops."""
 
+import os
 from dataclasses import dataclass
 
 import torch
@@ -10,8 +11,8 @@ from codistill.errors import ConfigError
 
 
 def resolve_device(device: str = "auto") -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "auto":  # one GPU per process under torchrun: LOCAL_RANK picks it
+        return torch.device(f"cuda:{os.environ.get('LOCAL_RANK', 0)}" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
 
 

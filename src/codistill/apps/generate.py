@@ -14,25 +14,33 @@ from codistill.data.build import build_fim_dataset
 from codistill.errors import ConfigError, build, exit_on_config_error
 from codistill.eval.metrics import fim_metrics
 from codistill.eval.report import print_table
+from codistill.llm.store import ResultStore
 
 log = logging.getLogger(__name__)
 
 
-def build_dataset(cfg: DictConfig) -> DatasetDict:
+def build_dataset(cfg: DictConfig) -> DatasetDict | None:
+    """The dataset of this config (None for one shard of a sharded run: see build_fim_dataset)."""
+    shard = (int(cfg.shard.index), int(cfg.shard.count)) if cfg.get("shard") else (0, 1)
+    if not 0 <= shard[0] < shard[1]:
+        raise ConfigError(f"shard.index={shard[0]} must be in [0, shard.count={shard[1]})")
     corpus = build(cfg.dataset.corpus)
     teacher = build(cfg.teacher)
     rationale = build(cfg.rationale)
     container = OmegaConf.to_container(cfg.dataset, resolve=True)
-    return build_fim_dataset(
-        corpus,
-        teacher,
-        rationale,
-        cfg.dataset.language,
-        container["segment"],
-        container["fim"],
-        cfg.dataset.validation_size,
-        cfg.seed,
-    )
+    with ResultStore(cfg.paths.store_dir, writer=str(shard[0])) as store:
+        return build_fim_dataset(
+            corpus,
+            teacher,
+            rationale,
+            store,
+            cfg.dataset.language,
+            container["segment"],
+            container["fim"],
+            cfg.dataset.validation_size,
+            cfg.seed,
+            shard,
+        )
 
 
 def dataset_key(cfg: DictConfig) -> str:
@@ -67,10 +75,17 @@ def summarize(data: DatasetDict) -> dict[str, dict[str, float]]:
     return rows
 
 
-def generate(cfg: DictConfig) -> DatasetDict:
+def generate(cfg: DictConfig) -> DatasetDict | None:
     if not cfg.save_local and not cfg.push_to_hub:
         raise ConfigError("save_local and push_to_hub are both null: set one, or the dataset is thrown away")
     data = build_dataset(cfg)
+    if data is None:
+        log.info(
+            "shard %s of %s is labelled; once every shard is, run with shard.count=1 to assemble the dataset",
+            cfg.shard.index,
+            cfg.shard.count,
+        )
+        return None
     if cfg.save_local:
         data.save_to_disk(cfg.save_local)
         log.info("saved the distillation dataset to %s", cfg.save_local)

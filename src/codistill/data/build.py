@@ -7,6 +7,7 @@ from tqdm.auto import tqdm
 
 from codistill.data.fim import fill_here, segment, split_fim, stable_rng
 from codistill.errors import ConfigError
+from codistill.llm.store import ResultStore, content_key, in_shard
 
 COLUMNS = ["santacoder_prompts", "fim_inputs", "label_middles", "santacoder_outputs", "openai_rationale"]
 
@@ -50,13 +51,19 @@ def build_fim_dataset(
     corpus: Dataset,
     teacher,
     rationale,
+    store: ResultStore,
     language: str,
     segment_cfg: dict,
     fim_cfg: dict,
     validation_size: float,
     seed: int,
-) -> DatasetDict:
-    """The distillation dataset: columns `COLUMNS` plus `prefix`, `suffix` and provenance."""
+    shard: tuple[int, int] = (0, 1),
+) -> DatasetDict | None:
+    """The distillation dataset: columns `COLUMNS` plus `prefix`, `suffix` and provenance.
+
+    Teacher middles and rationales go through `store`, so a killed build resumes without paying twice.
+    With `shard=(i, n)`, n > 1, only the segments of shard i are labelled and None is returned: run
+    every shard (one per GPU), then once with n = 1 to assemble the dataset from the store."""
     if segment_cfg.get("unit", "tokens") == "tokens":
         teacher.check_segment_length(segment_cfg["length"])
     records = fim_records(corpus, segment_cfg, fim_cfg, teacher.tokenizer, seed)
@@ -65,11 +72,13 @@ def build_fim_dataset(
             f"the corpus gave {len(records)} segment(s); a train/validation split needs at least 2: add files "
             "or lower dataset.segment.length / dataset.segment.min_length"
         )
-    prefixes, suffixes = [r["prefix"] for r in records], [r["suffix"] for r in records]
-    outputs = teacher.complete(prefixes, suffixes)
-    rationales = rationale.explain(
-        language, [r["santacoder_prompts"] for r in records], [r["label_middles"] for r in records]
-    )
+    index, count = shard
+    mine = [r for r in records if in_shard(content_key(r["hexsha"], r["segment_index"]), index, count)]
+    outputs = teacher.complete([r["prefix"] for r in mine], [r["suffix"] for r in mine], store)
+    codes, middles = [r["santacoder_prompts"] for r in mine], [r["label_middles"] for r in mine]
+    rationales = rationale.explain(language, codes, middles, store)
+    if count > 1:
+        return None
     for record, output, why in zip(records, outputs, rationales, strict=True):
         record.update(
             fim_inputs=teacher.fim.psm(record["prefix"], record["suffix"]),

@@ -3,9 +3,11 @@
 from codistill.data.fim import FIMTokens
 from codistill.errors import ConfigError
 from codistill.generation import context_length, generate_greedy, load_causal_lm
+from codistill.llm.store import ResultStore, cached_map, content_key
+from codistill.teachers.base import FIMTeacher
 
 
-class HFTeacher:
+class HFTeacher(FIMTeacher):
     """Predicts middles greedily from PSM prompts built with the teacher's own FIM tokens.
 
     Generation stops at end-of-text or any FIM sentinel; the text before that token is the middle.
@@ -19,12 +21,14 @@ class HFTeacher:
         eos_token: str,
         max_new_tokens: int = 64,
         batch_size: int = 8,
+        chunk_size: int = 256,
         dtype: str = "auto",
         device: str = "auto",
     ):
         self.name = name
         self.max_new_tokens = max_new_tokens
-        self.batch_size = batch_size
+        self.batch_size, self.chunk_size = batch_size, chunk_size
+        self.name_or_path = name_or_path
         self.fim = FIMTokens(**fim)
         self.model, self.tokenizer = load_causal_lm(name_or_path, dtype, device)
         sentinels = [eos_token, self.fim.prefix, self.fim.suffix, self.fim.middle, self.fim.pad]
@@ -42,18 +46,13 @@ class HFTeacher:
     def context_length(self) -> int:
         return context_length(self.model)
 
-    def check_segment_length(self, tokens: int) -> None:
-        """Fail early when segments of `tokens` tokens cannot fit with the generated middle."""
-        room = self.context_length - self.max_new_tokens - 8  # the sentinels and BPE merges at the cuts
-        if tokens > room:
-            raise ConfigError(
-                f"dataset.segment.length={tokens} tokens does not fit the teacher's context: {self.name} has "
-                f"{self.context_length} positions and generates up to teacher.max_new_tokens={self.max_new_tokens}; "
-                f"set dataset.segment.length <= {room}"
-            )
-
-    def complete(self, prefixes: list[str], suffixes: list[str]) -> list[str]:
+    def complete(self, prefixes: list[str], suffixes: list[str], store: ResultStore) -> list[str]:
+        """The middle for each (prefix, suffix); computed `chunk_size` prompts at a time, each chunk stored."""
         prompts = [self.fim.psm(p, s) for p, s in zip(prefixes, suffixes, strict=True)]
+        keys = [content_key("teacher", self.name_or_path, self.max_new_tokens, p) for p in prompts]
+        return cached_map(store, keys, prompts, self._generate, self.chunk_size, f"teacher {self.name}")
+
+    def _generate(self, prompts: list[str]) -> list[str]:
         return generate_greedy(
             self.model,
             self.tokenizer,
