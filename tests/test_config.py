@@ -66,7 +66,7 @@ def test_the_real_recipe_overrides_only_groups_and_what_changes(make_config):
 def test_the_embedded_default_is_offline(make_config):
     cfg = make_config("train")
     assert cfg.teacher.name == "tiny_gpt_bigcode" and cfg.student.name_or_path._target_.endswith("tiny_t5")
-    assert cfg.rationale._target_.endswith("HFRationale") and cfg.dataset.name == "moonscript_sample"
+    assert cfg.rationale.generator._target_.endswith("HFGenerator") and cfg.dataset.name == "moonscript_sample"
 
 
 def test_unknown_options_fail_with_the_key_named(make_config):

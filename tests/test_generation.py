@@ -6,8 +6,9 @@ import torch
 from codistill.errors import ConfigError
 from codistill.generation import generate_greedy
 from codistill.llm.client import LLMClient
+from codistill.llm.generators import OpenAIGenerator
 from codistill.llm.store import ResultStore
-from codistill.rationales.openai import OpenAIRationale
+from codistill.rationales.writer import RationaleWriter
 from codistill.teachers.hf import HFTeacher
 from openai_server import FakeOpenAI
 
@@ -81,7 +82,7 @@ def test_openai_rationales_come_back_in_order_from_a_compatible_server(monkeypat
     monkeypatch.setenv("CODISTILL_TEST_KEY", "sk-test-secret")
     with FakeOpenAI() as server, ResultStore(tmp_path) as store:
         client = LLMClient("gpt-test", base_url=server.base_url, api_key_env="CODISTILL_TEST_KEY", max_concurrency=4)
-        backend = OpenAIRationale(client, TEMPLATE)
+        backend = RationaleWriter(OpenAIGenerator(client), TEMPLATE)
         codes = [f"code {i} <FILL-HERE>" for i in range(10)]
         out = backend.explain("MoonScript", codes, ["m"] * 10, store)
         assert backend.explain("MoonScript", codes[:3], ["m"] * 3, store) == out[:3]  # answered from the store

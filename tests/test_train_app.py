@@ -85,7 +85,7 @@ def test_fast_dev_run_of_every_experiment(
         monkeypatch.setenv("OPENAI_API_KEY", "sk-never-logged")
         with FakeOpenAI() as server:
             cfg = compose_config(
-                "train", tmp_path, cache_dir, overrides + [f"rationale.client.base_url={server.base_url}"]
+                "train", tmp_path, cache_dir, overrides + [f"rationale.generator.client.base_url={server.base_url}"]
             )
             score = train(cfg)
         assert len(server.requests) > 0
