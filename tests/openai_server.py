@@ -7,6 +7,8 @@ Endpoints (HTTP/1.1, keep-alive):
   "mid:" + sha1(prompt)[:8]``, one choice per prompt when ``prompt`` is a list;
 - ``GET /v1/models`` and ``GET /stats`` (the counters as JSON; ``/stats?full=1`` adds request bodies).
 
+``FakeOpenAI(chat=f)`` answers chat requests with ``f(prompt)`` instead (a module-level function in process mode).
+
 Both POST endpoints give ``usage``: prompt_tokens = whitespace-separated words of the prompt,
 completion_tokens = 3.
 
@@ -185,11 +187,12 @@ class FakeOpenAI:
         *,
         retry_after: float = 0.2,
         slow_seconds: float = 3.0,
+        chat: Callable[[str], str] = chat_reply,
         process: bool = False,
         _sock: socket.socket | None = None,
     ):
         self.latency, self.retry_after, self.slow_seconds = float(latency), retry_after, slow_seconds
-        self.process = process
+        self.process, self.chat = process, chat
         self._faults = faults
         self._plan = _plan_function(faults)
         self._lock = threading.Lock()
@@ -263,6 +266,7 @@ class FakeOpenAI:
             "faults": self._faults,
             "retry_after": self.retry_after,
             "slow_seconds": self.slow_seconds,
+            "chat": self.chat,
         }
         pickled = base64.b64encode(pickle.dumps(options)) + b"\n"  # before the child starts: lambdas fail here
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if isinstance(p, str)))
@@ -518,7 +522,7 @@ class FakeOpenAI:
             await asyncio.sleep(delay)
         if reader.at_eof() or writer.is_closing():  # the client gave up (timed out) while we waited
             raise _Drop
-        reply = self._reply(payload, prompts, chat, index)
+        reply = self._reply(payload, prompts, chat, index, self.chat)
         await self._send(writer, 200, json.dumps(reply).encode(), keep_alive)
         with self._lock:
             self._successes.update(prompts)
@@ -539,7 +543,7 @@ class FakeOpenAI:
         return prompts
 
     @staticmethod
-    def _reply(payload: dict, prompts: list[str], chat: bool, index: int) -> dict:
+    def _reply(payload: dict, prompts: list[str], chat: bool, index: int, answer: Callable[[str], str]) -> dict:
         model = payload.get("model", "fake")
         prompt_tokens = sum(words(p) for p in prompts)
         completion_tokens = 3 * len(prompts)
@@ -549,7 +553,7 @@ class FakeOpenAI:
             "total_tokens": prompt_tokens + completion_tokens,
         }
         if chat:
-            message = {"role": "assistant", "content": chat_reply(prompts[0])}
+            message = {"role": "assistant", "content": answer(prompts[0])}
             choices = [{"index": 0, "finish_reason": "stop", "message": message, "logprobs": None}]
             kind = "chat.completion"
         else:

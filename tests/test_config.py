@@ -9,7 +9,29 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from codistill.config import CONFIG_DIR
 
-GROUPS = ["teacher", "student", "dataset", "rationale", "loss", "trainer", "logger", "callbacks", "experiment", "debug"]
+GROUPS = [
+    "teacher",
+    "student",
+    "dataset",
+    "rationale",
+    "data",
+    "model",
+    "loss",
+    "trainer",
+    "logger",
+    "callbacks",
+    "experiment",
+    "debug",
+]
+
+
+# options that only make sense together: a served teacher with API rationales (hf rationales run the
+# teacher's model locally), recipe 2's exercises data with its causal module
+PAIRED = {
+    "openai_compatible": ["rationale=openai"],
+    "exercises": ["model=causal", "~loss"],
+    "causal": ["data=exercises", "~loss"],
+}
 
 
 def _options(group: str) -> list[str]:
@@ -31,8 +53,7 @@ def _targets(node):
 def test_every_option_composes_resolves_and_imports(make_config, group):
     assert _options(group), f"conf/{group} is empty"
     for option in _options(group):
-        paired = ["rationale=openai"] if option == "openai_compatible" else []  # hf rationales need a local model
-        cfg = make_config("train", [f"{group}={option}", *paired])
+        cfg = make_config("train", [f"{group}={option}", *PAIRED.get(option, [])])
         OmegaConf.resolve(cfg)
         for target in _targets(cfg):
             assert callable(get_object(target)), target
@@ -47,6 +68,13 @@ def test_every_eval_model_composes_and_imports(make_config, option):
     for target in _targets(cfg):
         assert callable(get_object(target)), target
     assert cfg.run and all(name in cfg.tasks for name in cfg.run)
+
+
+@pytest.mark.parametrize("option", _options("generator"))
+def test_every_generator_composes_for_exercises(make_config, option):
+    cfg = make_config("exercises", [f"generator={option}"] + (["generator.name_or_path=m"] if option == "hf" else []))
+    OmegaConf.resolve(cfg)
+    assert callable(get_object(cfg.generator._target_)) and "{profession}" in cfg.exercise_template.text
 
 
 def test_generate_config_composes_with_the_shared_groups(make_config):

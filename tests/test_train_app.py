@@ -96,6 +96,24 @@ def test_fast_dev_run_of_every_experiment(
     assert (tmp_path / "out" / "student" / "config.json").is_file()
 
 
+@pytest.mark.parametrize("experiment", ["textbook_tiny", "textbook_starcoder"])
+def test_fast_dev_run_of_the_textbook_experiments(tmp_path, cache_dir, tiny_teacher_dir, experiment):
+    overrides = ["debug=fdr", f"experiment={experiment}", "after_training.humaneval.limit=2"]
+    if experiment == "textbook_starcoder":  # starcoderbase-1b swapped for its architecture family at toy size
+        overrides += [
+            f"student.name_or_path={tiny_teacher_dir}",
+            "trainer.accelerator=cpu",
+            "trainer.precision=32-true",
+            "data.num_workers=0",
+        ]
+    loss = train(compose_config("train", tmp_path, cache_dir, overrides))
+    summary = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert loss == summary["metrics"]["val/loss"] > 0
+    assert summary["after_training"] == {"humaneval": {"greedy_pass@1": 0.0}}
+    assert (tmp_path / "out" / "eval" / "samples_humaneval.jsonl").is_file()
+    assert (tmp_path / "out" / "student" / "config.json").is_file()
+
+
 def test_label_only_trains_without_the_rationale_task(tmp_path, cache_dir):
     cfg = compose_config("train", tmp_path, cache_dir, ["debug=fdr", "loss=label_only"])
     train(cfg)
@@ -106,7 +124,7 @@ def test_label_only_trains_without_the_rationale_task(tmp_path, cache_dir):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["dataset_dir=/no/such/dataset"], "dataset_dir=/no/such/dataset is not a saved dataset"),
+        (["data.dataset_dir=/no/such/dataset"], "dataset_dir=/no/such/dataset is not a saved dataset"),
         (["loss.alpha=1.5"], "loss.alpha=1.5 is outside [0, 1]"),
     ],
 )

@@ -109,7 +109,7 @@ def load_distillation_dataset(dataset_dir: str) -> DatasetDict:
     if not Path(dataset_dir, "dataset_dict.json").is_file():
         raise ConfigError(
             f"dataset_dir={dataset_dir} is not a saved dataset (no dataset_dict.json): run codistill-generate "
-            "and pass its save_local folder, or leave dataset_dir=null to build one"
+            "and pass its save_local folder as data.dataset_dir, or leave it null to build one"
         )
     data = load_from_disk(dataset_dir)
     needed = set(COLUMNS) | {"prefix", "suffix"}

@@ -215,7 +215,8 @@ class ExercisesDataModule(pl.LightningDataModule):
         self.splits = DatasetDict(
             {name: self._tokenize(split[key], name) for name, key in (("train", "train"), ("validation", "test"))}
         )
-        self.splits["validation"] = self.splits["validation"].sort("length")
+        val = self.splits["validation"]
+        self.splits["validation"] = val.select(np.argsort(val["length"], kind="stable"))  # less padding
         self._check_round_trip(split["train"][0])
         if self.packing:
             self.packed, self.packing_stats = pack_examples(self.splits["train"], self.max_length)
@@ -257,7 +258,8 @@ class ExercisesDataModule(pl.LightningDataModule):
         """Tokenizing problem and solution apart must decode to their concatenation (byte-level BPE does; a
         SentencePiece tokenizer adding a prefix space would not)."""
         encoded = encode_exercises({k: [row[k]] for k in COLUMNS}, self.tokenizer, max_length=2**62)
-        text, expected = self.tokenizer.decode(encoded["input_ids"][0][:-1]), row["problem"] + row["solution"]
+        text = self.tokenizer.decode(encoded["input_ids"][0][:-1], clean_up_tokenization_spaces=False)
+        expected = row["problem"] + row["solution"]
         if text != expected:
             rank_zero_warn(
                 "the tokenizer does not round-trip problem + solution tokenized apart "
@@ -280,7 +282,9 @@ class ExercisesDataModule(pl.LightningDataModule):
         return _Blocks(self.packed) if self.packing else self.splits["train"].select_columns(["input_ids", "labels"])
 
     def _train_lengths(self) -> list[int]:
-        return [self.max_length] * len(self.packed["input_ids"]) if self.packing else list(self.splits["train"]["length"])
+        if self.packing:
+            return [self.max_length] * len(self.packed["input_ids"])
+        return list(self.splits["train"]["length"])
 
     def _batch_sampler(self) -> LengthGroupedBatchSampler:
         lengths = self._train_lengths()

@@ -22,23 +22,27 @@ def cut_at_stop_strings(text: str, stops: tuple[str, ...]) -> str:
 class CausalModel:
     def __init__(
         self,
+        model,
+        tokenizer,
         name: str,
-        name_or_path: str,
         fim: dict | None = None,
         eos_token: str = "<|endoftext|>",
         max_new_tokens: int = 256,
         batch_size: int = 8,
-        dtype: str = "auto",
-        device: str = "auto",
     ):
-        self.name, self.max_new_tokens, self.batch_size = name, max_new_tokens, batch_size
-        self.model, self.tokenizer = load_causal_lm(name_or_path, dtype, device)
+        self.model, self.tokenizer, self.name = model, tokenizer, name
+        self.max_new_tokens, self.batch_size = max_new_tokens, batch_size
         self.fim = FIMTokens(**fim) if fim else None
         sentinels = [eos_token, *([self.fim.prefix, self.fim.suffix, self.fim.middle] if self.fim else [])]
         vocab = self.tokenizer.get_vocab()
         if missing := [t for t in sentinels if t not in vocab]:
-            raise ConfigError(f"model {name_or_path} has no token(s) {missing}: set model.fim / model.eos_token")
+            raise ConfigError(f"model {name} has no token(s) {missing}: set eval_model.fim / eval_model.eos_token")
         self.stop_ids = {vocab[t] for t in sentinels}
+
+    @classmethod
+    def from_pretrained(cls, name: str, name_or_path: str, dtype: str = "auto", device: str = "auto", **kwargs):
+        model, tokenizer = load_causal_lm(name_or_path, dtype, device)
+        return cls(model, tokenizer, name, **kwargs)
 
     def _generate(self, prompts: list[str], sampling: Sampling, stops: tuple[str, ...]) -> list[list[str]]:
         inputs = encode_prompts(self.model, self.tokenizer, prompts, self.max_new_tokens, truncate_left=True)

@@ -36,7 +36,7 @@ _FENCE = re.compile(r"^[ \t]*```[ \t]*([\w+-]*)[^\n]*\n(.*?)^[ \t]*```", re.DOTA
 _FENCE_LINE = re.compile(r"^[ \t]*```.*$", re.MULTILINE)
 _CODE_START = re.compile(r"^(?:import\s|from\s+\S+\s+import\s|@|def\s|async\s+def\s)")
 _DEF_START = re.compile(r"^(?:@|def\s|async\s+def\s)")
-_ANY_DEF = re.compile(r"^[ \t]*(?:async\s+)?def\s+\w+", re.MULTILINE)
+_TOP_DEF = re.compile(r"^(?:async\s+)?def\s+\w+", re.MULTILINE)
 _TOKEN = re.compile(r"\w+|[^\w\s]")
 _WORD = re.compile(r"\w+")
 # Placeholders a model leaves instead of code: in comments and string literals of the solution.
@@ -153,15 +153,16 @@ def _split(text: str) -> tuple[str, str] | str:
         body = lines[doc.end_lineno : func.end_lineno]
         solution = "\n".join(body) + "\n" if any(line.strip() for line in body) else ""
         return problem, solution
-    return "syntax" if any(_ANY_DEF.search(code) for code in _code_candidates(text)) else "no_function"
+    # a top-level `def` that never parses is broken code; anything else (prose, a class) holds no function
+    return "syntax" if any(_TOP_DEF.search(code) for code in _code_candidates(text)) else "no_function"
 
 
 def split_exercise(text: str) -> tuple[str, str] | None:
     """Extract the first top-level function of a model reply as `(problem, solution)`.
 
     Markdown code fences are stripped and prose around the code is skipped. `problem` is the source from the
-    first statement of the function's chunk (its imports, decorators, signature) up to and including the
-    docstring; `solution` is the rest of the function body. Both are exactly as written and end with a
+    imports and constants directly above the function (if any) or its decorators, through its signature, up to
+    and including the docstring; `solution` is the rest of the function body. Both are exactly as written and end with a
     newline (`solution` is empty when the body holds nothing after the docstring). None when the reply holds
     no parseable function, or its first function has no docstring.
     """
@@ -208,8 +209,8 @@ def reject_reason(
 
     Reasons, checked in this order: `syntax` (problem + solution does not parse), `no_function`,
     `no_docstring`, `trailing_code` (code after the function), `empty_body` (only `pass`, `...`, strings or
-    comments after the docstring), `placeholder` (a `...` statement, `NotImplementedError`, or `TODO`,
-    `FIXME`, `???`, `___`, "your code here" in the solution's comments or strings), `too_short` (fewer code
+    comments after the docstring), `placeholder` (a `...` statement, `NotImplementedError`, a `___` name, or
+    `TODO`, `FIXME`, `???`, `___`, "your code here" in the solution's comments or strings), `too_short` (fewer code
     lines than `min_solution_lines`), `too_long` (more than `max_solution_lines` code lines, or more than
     `max_chars` characters in all), `no_examples` (no `>>>` in the docstring, when `require_examples`).
     """
@@ -233,12 +234,9 @@ def reject_reason(
         return "empty_body"
     if any(_is_ellipsis(node) for stmt in body for node in ast.walk(stmt)):
         return "placeholder"
-    if any(
-        isinstance(node, ast.Name) and node.id in ("NotImplementedError", "NotImplemented")
-        for stmt in body
-        for node in ast.walk(stmt)
-    ):
-        return "placeholder"
+    names = {node.id for stmt in body for node in ast.walk(stmt) if isinstance(node, ast.Name)}
+    if names & {"NotImplementedError", "NotImplemented"} or any(len(n) >= 3 and not n.strip("_") for n in names):
+        return "placeholder"  # a stub, or a fill-in-the-blank name such as `___`
     for token in _solution_tokens(source, doc.end_lineno + 1):
         if token.type == tokenize.COMMENT and _PLACEHOLDER_COMMENT.search(token.string):
             return "placeholder"

@@ -2,7 +2,7 @@
 
 from dataclasses import dataclass
 
-from transformers import AutoModelForSeq2SeqLM, PreTrainedModel
+from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer, PreTrainedModel
 
 from codistill.data.formatting import STUDENT_MARKERS
 from codistill.models.tokenization import CodeTokenizer
@@ -11,7 +11,7 @@ from codistill.models.tokenization import CodeTokenizer
 @dataclass
 class Student:
     model: PreTrainedModel
-    tokenizer: CodeTokenizer
+    tokenizer: object  # a CodeTokenizer for seq2seq students, the model's own tokenizer for causal ones
     name_or_path: str
 
 
@@ -36,4 +36,14 @@ def load_student(name_or_path: str, markers: tuple[str, ...] = STUDENT_MARKERS, 
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     if model.config.decoder_start_token_id is None:
         model.config.decoder_start_token_id = tokenizer.pad_token_id
+    return Student(model, tokenizer, name_or_path)
+
+
+def load_causal_student(name_or_path: str, dtype: str = "float32") -> Student:
+    """A causal student (recipe 2) and its own tokenizer; padding falls back to the eos token."""
+    tokenizer = AutoTokenizer.from_pretrained(name_or_path)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model = AutoModelForCausalLM.from_pretrained(name_or_path, dtype=dtype)
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
     return Student(model, tokenizer, name_or_path)

@@ -1,0 +1,59 @@
+"""codistill-exercises: topic tree -> exercise prompts -> LLM answers -> filtered JSONL + diversity report."""
+
+import json
+import logging
+from pathlib import Path
+
+import hydra
+from datasets import Dataset
+from omegaconf import DictConfig, OmegaConf
+
+from codistill.config import CONFIG_DIR
+from codistill.errors import ConfigError, build, exit_on_config_error
+from codistill.eval.report import print_table
+from codistill.exercises.filter import filter_exercises, write_jsonl
+from codistill.exercises.report import diversity_report
+from codistill.exercises.topics import combinations, exercise_prompts, expand_tree, leaves_of, read_lines
+from codistill.llm.store import ResultStore
+from codistill.rationales.template import PromptTemplate
+
+log = logging.getLogger(__name__)
+
+
+def generate_exercises(cfg: DictConfig) -> dict:
+    """Build the exercise set of this config; returns the filter counts and the diversity summary."""
+    out = Path(cfg.paths.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    roots = read_lines(cfg.topics_file, "python_topics.txt")[: cfg.max_roots or None]
+    professions = read_lines(cfg.professions_file, "professions.txt")
+    if not roots or not professions:
+        raise ConfigError("topics_file and professions_file need at least one non-empty line each")
+    tree_template, exercise_template = PromptTemplate(**cfg.tree_template), PromptTemplate(**cfg.exercise_template)
+    generator = build(cfg.generator)
+    with ResultStore(cfg.paths.store_dir) as store:
+        tree = expand_tree(roots, generator, tree_template, store, cfg.subtopics, cfg.leaves)
+        (out / "topic_tree.json").write_text(json.dumps(tree, indent=2, ensure_ascii=False))
+        rows = combinations(tree, professions, cfg.partners, cfg.n_prompts, cfg.seed)
+        replies = generator.generate(exercise_prompts(rows, exercise_template), store, "exercises")
+    for row, reply in zip(rows, replies, strict=True):
+        row.update(completion=reply, template=exercise_template.id, model=generator.model_name)
+    result = filter_exercises(rows, **OmegaConf.to_container(cfg.filter, resolve=True))
+    write_jsonl(result.kept, out / "exercises.jsonl")
+    write_jsonl(result.dropped, out / "dropped.jsonl")
+    print_table("exercise filter", {"rows": {"prompts": len(rows), "kept": len(result.kept), **result.counts}})
+    diversity = diversity_report(result.kept, out, total_topics=len(leaves_of(tree))) if result.kept else {}
+    if cfg.push_to_hub and result.kept:
+        Dataset.from_list(result.kept).push_to_hub(cfg.push_to_hub, private=cfg.private)
+        log.info("pushed %d exercises to the Hub as %s", len(result.kept), cfg.push_to_hub)
+    log.info("wrote %d exercises to %s", len(result.kept), (out / "exercises.jsonl").resolve())
+    return {"prompts": len(rows), "kept": len(result.kept), "dropped": result.counts, "diversity": diversity}
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="exercises")
+@exit_on_config_error
+def main(cfg: DictConfig) -> None:
+    generate_exercises(cfg)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,85 @@
+"""Recipe 2's dataset: topic tree, combinations and the whole app against a loopback LLM server."""
+
+import json
+import re
+
+from codistill.apps.exercises import generate_exercises
+from codistill.exercises.topics import combinations, leaves_of, parse_list
+from codistill.llm.store import ResultStore
+from conftest import compose_config
+from openai_server import FakeOpenAI
+
+TREE = {
+    "Strings": {"Slicing": ["negative indices", "steps"], "Formatting": ["f-strings", "padding"]},
+    "Math": {"Primes": ["sieve", "trial division"], "Rounding": ["banker's rounding", "ceil"]},
+}
+
+
+def llm(prompt: str) -> str:
+    """A deterministic 'LLM': JSON lists for the tree, a valid exercise (or junk) for exercise prompts."""
+    if prompt.startswith("List "):
+        n = int(re.search(r"List (\d+)", prompt).group(1))
+        topic = re.search(r'topic "(.*?)"', prompt).group(1)
+        return "Sure:\n" + json.dumps([f"{topic[:12]} part {i}" for i in range(n)])
+    profession = re.search(r"work of an? (.+?):", prompt).group(1)
+    if "part 1" in prompt.split("\n")[1]:  # one in a few replies is unusable
+        return "I cannot help with that."
+    name = re.sub(r"\W", "_", profession)
+    return (
+        f'```python\ndef count_{name}(items: list) -> int:\n    """Count the items a {profession} keeps.\n\n'
+        f'    >>> count_{name}([1, 2])\n    2\n    """\n    return len([i for i in items if i is not None])\n```'
+    )
+
+
+def test_replies_are_parsed_as_data_never_evaluated():
+    assert parse_list('Here: ["a", "b", "c"] done', 2) == ["a", "b"]
+    assert parse_list("1. alpha\n2) beta\n- gamma\n* alpha\n", 5) == ["alpha", "beta", "gamma"]
+    assert parse_list("__import__('os').system('x')", 3) == ["__import__('os').system('x')"]  # just a string
+    assert parse_list("", 3) == []
+
+
+def test_combinations_pair_leaves_under_other_subtopics_and_are_stable():
+    professions = ["nurse", "pilot", "chef"]
+    rows = combinations(TREE, professions, partners=3, n_prompts=None, seed=7)
+    assert len(rows) == len(leaves_of(TREE)) * 3 and rows == combinations(TREE, professions, 3, None, 7)
+    for row in rows:
+        assert row["topic"].rsplit(" / ", 1)[0] != row["other_topic"].rsplit(" / ", 1)[0]
+        assert row["profession"] in professions
+    assert combinations(TREE, professions, 3, 5, 7) == rows[:5]
+    assert combinations(TREE, professions, 3, None, 8) != rows
+
+
+def test_exercises_app_against_an_llm_server_resumes_and_filters(tmp_path, cache_dir, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-exercise-secret")
+    overrides = [
+        "generator=openai",
+        "max_roots=3",
+        "subtopics=3",
+        "leaves=2",
+        "partners=4",
+        "n_prompts=40",
+        "generator.client.model=gpt-test",
+        "generator.client.max_concurrency=8",
+    ]
+    with FakeOpenAI(chat=llm) as server:
+        cfg = compose_config(
+            "exercises", tmp_path, cache_dir, overrides + [f"generator.client.base_url={server.base_url}"]
+        )
+        first = generate_exercises(cfg)
+        calls = sum(server.attempts.values())
+        again = generate_exercises(cfg)  # everything comes from the store
+        assert sum(server.attempts.values()) == calls == 3 + 3 * 3 + 40
+    assert first == again and first["prompts"] == 40
+    out = tmp_path / "out"
+    tree = json.loads((out / "topic_tree.json").read_text())
+    assert len(tree) == 3 and all(len(subs) == 3 and all(len(v) == 2 for v in subs.values()) for subs in tree.values())
+    kept = [json.loads(line) for line in open(out / "exercises.jsonl")]
+    dropped = [json.loads(line) for line in open(out / "dropped.jsonl")]
+    assert len(kept) + len(dropped) == 40 and len(kept) == first["kept"] > 0
+    assert {d["reason"] for d in dropped} <= {"no_function", "duplicate", "near_duplicate"}
+    assert all(row["problem"].startswith("def count_") and row["template"] == "exercise_v1" for row in kept)
+    assert {"topic", "other_topic", "profession"} <= set(kept[0])
+    assert (out / "diversity.png").is_file() and json.loads((out / "diversity.json").read_text())
+    with ResultStore(tmp_path / "data" / "store") as store:
+        assert len(store.ok) == calls
+    assert not any(b"sk-exercise-secret" in p.read_bytes() for p in tmp_path.rglob("*") if p.is_file())
