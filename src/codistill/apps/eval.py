@@ -4,9 +4,9 @@ import logging
 from pathlib import Path
 
 import hydra
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from codistill.config import CONFIG_DIR
+from codistill.config import CONFIG_DIR, loggable
 from codistill.errors import ConfigError, build, exit_on_config_error
 from codistill.eval.report import write_report
 
@@ -25,7 +25,7 @@ def evaluate(cfg: DictConfig) -> dict[str, dict[str, float]]:
     summary = write_report(cfg.paths.output_dir, results, f"{model.name}")
     loggers = [build(c) for c in (cfg.get("logger") or {}).values()]
     for logger in loggers:
-        logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+        logger.log_hyperparams(loggable(cfg))
         logger.log_metrics({f"{task}/{k}": v for task, metrics in summary.items() for k, v in metrics.items()})
         if hasattr(logger, "log_table"):  # wandb: the samples as tables
             for result in results:

@@ -2,14 +2,21 @@
 
 import json
 import logging
+import tempfile
 from pathlib import Path
 
 import hydra
 import pytorch_lightning as pl
-from omegaconf import DictConfig, OmegaConf
+import wandb
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig
+from pytorch_lightning.loggers import WandbLogger
+from pytorch_lightning.strategies import DeepSpeedStrategy
+from pytorch_lightning.utilities.deepspeed import convert_zero_checkpoint_to_fp32_state_dict
 
 from codistill.apps.generate import cached_dataset
-from codistill.config import CONFIG_DIR
+from codistill.config import CONFIG_DIR, loggable
 from codistill.errors import ConfigError, build, exit_on_config_error
 from codistill.eval.models import CausalModel, Seq2SeqModel
 from codistill.eval.report import markdown_table, print_table, write_report
@@ -20,6 +27,7 @@ log = logging.getLogger(__name__)
 
 def train(cfg: DictConfig) -> float:
     """Train the student and return the validation metric `cfg.monitor` of the saved student."""
+    check_launch(cfg)
     pl.seed_everything(cfg.seed, workers=True)
     extra = {"loss": build(cfg.loss)} if cfg.get("loss") else {}  # validated before any expensive step
     data_args = {}
@@ -32,13 +40,31 @@ def train(cfg: DictConfig) -> float:
     loggers = [build(c) for c in (cfg.get("logger") or {}).values()]
     trainer = build(cfg.trainer, callbacks=callbacks, logger=loggers or False, **accumulation(cfg))
     for logger in loggers:
-        logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+        logger.log_hyperparams(loggable(cfg))
 
     trainer.fit(module, datamodule=datamodule)
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
     metrics = trainer.validate(module, datamodule=datamodule, ckpt_path=best or None, verbose=False)[0]
-    export(cfg, student, module, metrics, best)
+    if trainer.is_global_zero:
+        export(cfg, student, module, metrics, best, trainer)
+    for logger in loggers:
+        if isinstance(logger, WandbLogger):  # the next job of a multirun starts its own run
+            logger.experiment.finish()
     return float(metrics[cfg.monitor])
+
+
+def check_launch(cfg: DictConfig) -> None:
+    """Refuse multi-process training inside Hydra's basic multirun launcher: its jobs share one process,
+    and Lightning's DDP relaunch of the script would start the whole sweep again in every rank."""
+    strategy = str(cfg.trainer.get("strategy", {}).get("_target_", "")) if cfg.trainer.get("strategy") else ""
+    several = cfg.trainer.get("devices") not in (1, "1") or cfg.trainer.get("num_nodes", 1) != 1
+    if not (HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN and several):
+        return
+    if ("DDP" in strategy or "DeepSpeed" in strategy) and HydraConfig.get().launcher._target_.endswith("BasicLauncher"):
+        raise ConfigError(
+            "a multirun with the basic launcher cannot train on several devices per job: use "
+            "hydra/launcher=slurm (one process group per job), or trainer.devices=1 for the sweep"
+        )
 
 
 def accumulation(cfg: DictConfig) -> dict:
@@ -69,13 +95,31 @@ def score_after_training(cfg: DictConfig, student, module) -> dict[str, dict[str
     return write_report(Path(cfg.paths.output_dir) / "eval", results, "student after training")
 
 
-def export(cfg: DictConfig, student, module, metrics: dict, checkpoint: str) -> None:
+def trained_model(module, checkpoint: str, trainer):
+    """The student with its trained weights in full. Under DeepSpeed the checkpoint is a folder of ZeRO
+    shards: they are merged into one fp32 state dict and loaded into a fresh copy of the model."""
+    if not (isinstance(trainer.strategy, DeepSpeedStrategy) and checkpoint and Path(checkpoint).is_dir()):
+        return module.model
+    with tempfile.TemporaryDirectory() as tmp:
+        merged = convert_zero_checkpoint_to_fp32_state_dict(checkpoint, f"{tmp}/fp32.ckpt")
+    weights = {k.removeprefix("model."): v for k, v in merged["state_dict"].items()}
+    model = type(module.model)._from_config(module.model.config)
+    model.load_state_dict(weights)
+    return model
+
+
+def export(cfg: DictConfig, student, module, metrics: dict, checkpoint: str, trainer) -> None:
     """The student as a `save_pretrained` folder, plus metrics.json, predictions.jsonl and metrics.md,
-    and the scores of the `after_training` tasks."""
+    and the scores of the `after_training` tasks; uploaded to wandb as an artifact with log_model."""
     out = Path(cfg.paths.output_dir)
     student_dir = out / "student"
-    module.model.save_pretrained(student_dir)
+    trained_model(module, checkpoint, trainer).save_pretrained(student_dir)
     student.tokenizer.save_pretrained(student_dir)
+    for logger in trainer.loggers:
+        if isinstance(logger, WandbLogger) and logger._log_model:
+            artifact = wandb.Artifact(f"student-{logger.experiment.id}", type="model", metadata=metrics)
+            artifact.add_dir(str(student_dir))
+            logger.experiment.log_artifact(artifact)
     metrics = {k: float(v) for k, v in metrics.items()}
     summary = {
         "metrics": metrics,

@@ -2,6 +2,7 @@
 
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.loggers import WandbLogger
 from pytorch_lightning.utilities import rank_zero_warn
 from transformers import get_linear_schedule_with_warmup
 
@@ -12,7 +13,9 @@ class Seq2SeqDistiller(pl.LightningModule):
     """Trains on the label task (and, for `model_type=task_prefix` losses, the rationale task);
     validation generates middles and scores them against the ground truth and the teacher."""
 
-    def __init__(self, model, tokenizer, loss, optimizer, warmup_steps: int = 0, max_new_tokens: int = 128):
+    def __init__(
+        self, model, tokenizer, loss, optimizer, warmup_steps: int = 0, max_new_tokens: int = 128, table_rows: int = 32
+    ):
         super().__init__()
         self.save_hyperparameters(ignore=["model", "tokenizer", "loss", "optimizer"])
         self.model, self.tokenizer, self.loss, self.optimizer_factory = model, tokenizer, loss, optimizer
@@ -55,6 +58,12 @@ class Seq2SeqDistiller(pl.LightningModule):
         self.predictions = []
 
     def on_validation_epoch_end(self) -> None:
+        if torch.distributed.is_available() and torch.distributed.is_initialized():  # every rank scores them all
+            parts = [None] * torch.distributed.get_world_size()
+            torch.distributed.all_gather_object(parts, self.predictions)
+            # the distributed sampler repeats a few rows to even out the ranks: count each example once
+            unique = {(r["prompt"], r["reference"], r["teacher"]): r for part in parts for r in part}
+            self.predictions = list(unique.values())
         preds = [p["student"] for p in self.predictions]
         refs = [p["reference"] for p in self.predictions]
         teacher = [p["teacher"] for p in self.predictions]
@@ -62,8 +71,15 @@ class Seq2SeqDistiller(pl.LightningModule):
         metrics["teacher_exact_match"] = exact_match(preds, teacher)
         metrics["teacher_edit_sim"] = edit_similarity(preds, teacher)
         self.log_dict({f"val/{k}": v for k, v in metrics.items()})
-        if metrics["empty_rate"] > 0.5 and not self.trainer.sanity_checking:
+        if self.trainer.sanity_checking:
+            return
+        if metrics["empty_rate"] > 0.5:
             rank_zero_warn(f"the student generated empty middles for {metrics['empty_rate']:.0%} of validation inputs")
+        columns = ["prompt", "teacher", "student", "reference"]
+        for logger in self.loggers:
+            if isinstance(logger, WandbLogger):  # a table of sample predictions per validation
+                rows = [[p[c] for c in columns] for p in self.predictions[: self.hparams.table_rows]]
+                logger.log_table(key="val/predictions", columns=columns, data=rows)
 
     def configure_optimizers(self):
         optimizer = self.optimizer_factory(params=[p for p in self.parameters() if p.requires_grad])

@@ -1,0 +1,156 @@
+"""Scaling by config: strategies, a real 2-process DDP run on CPU, multiruns, cluster environments, wandb."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import pytorch_lightning as pl
+from datasets import load_from_disk
+from hydra.utils import instantiate
+from pytorch_lightning.plugins.environments import SLURMEnvironment, TorchElasticEnvironment
+from pytorch_lightning.strategies import DDPStrategy
+from pytorch_lightning.utilities.rank_zero import rank_zero_only
+
+from codistill.apps.train import train
+from conftest import compose_config
+
+TRAINERS = sorted(p.stem for p in (Path(__file__).parents[1] / "conf" / "trainer").glob("*.yaml"))
+
+
+def _cli(tmp_path, cache_dir, *args, env=None):
+    env = {**os.environ, "CODISTILL_ROOT": str(tmp_path), "WANDB_MODE": "offline", **(env or {})}
+    command = [sys.executable, "-m", "codistill.apps.train", *args, f"paths.cache_dir={cache_dir}"]
+    return subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
+
+
+@pytest.mark.parametrize("name", TRAINERS)
+def test_every_trainer_config_builds_its_strategy_on_cpu(tmp_path, cache_dir, name):
+    cfg = compose_config("train", tmp_path, cache_dir, [f"trainer={name}"])
+    strategy = cfg.trainer.get("strategy")
+    if strategy is None:
+        assert name in ("default", "cpu", "gpu")
+        return
+    if "DeepSpeed" in strategy._target_:
+        pytest.importorskip("deepspeed")
+    built = instantiate(strategy)
+    if name.startswith("deepspeed"):
+        zero = built.config["zero_optimization"]
+        assert zero["stage"] == (2 if name.endswith("2") else 3)
+        assert ("offload_param" in zero) == name.endswith("offload")
+        assert cfg.trainer.precision == "bf16-mixed" and cfg.trainer.gradient_clip_val == 1.0
+    else:
+        assert isinstance(built, DDPStrategy)
+        trainer = instantiate(cfg.trainer, strategy=built, accelerator="cpu", devices=2, logger=False)
+        assert isinstance(trainer, pl.Trainer) and trainer.world_size == 2
+
+
+def test_two_process_ddp_training_on_cpu(tmp_path, cache_dir):
+    done = _cli(tmp_path, cache_dir, "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", "debug=fdr")
+    assert done.returncode == 0, done.stderr[-3000:]
+    runs = list((tmp_path / "outputs" / "train" / "runs").iterdir())
+    assert len(runs) == 1, "every rank must share the one run folder"
+    summary = json.loads((runs[0] / "metrics.json").read_text())
+    assert (runs[0] / "student" / "config.json").is_file()
+    (data_dir,) = [p for p in (tmp_path / "data").iterdir() if p.name != "store"]
+    assert summary["validation_rows"] == len(load_from_disk(str(data_dir))["validation"])  # both ranks' rows
+
+
+def test_a_multirun_gives_each_job_its_folder_and_wandb_run_in_one_group(tmp_path, cache_dir):
+    done = _cli(tmp_path, cache_dir, "-m", "loss.alpha=0.2,0.8", "debug=fdr", "logger=wandb")
+    assert done.returncode == 0, done.stderr[-3000:]
+    (sweep,) = list((tmp_path / "outputs" / "train" / "multiruns").iterdir())
+    jobs = sorted(p for p in sweep.iterdir() if p.is_dir() and p.name.isdigit())
+    assert [j.name for j in jobs] == ["0", "1"]
+    groups = []
+    for job in jobs:
+        assert json.loads((job / "metrics.json").read_text())["metrics"]["val/loss"] > 0
+        (run,) = list((job / "wandb").glob("offline-run-*"))
+        (log,) = list(run.glob("*.wandb"))
+        groups.append(log.read_bytes().count(f"train-{sweep.name}".encode()) > 0)
+    assert groups == [True, True]
+
+
+def test_multi_device_jobs_in_the_basic_launcher_are_refused(tmp_path, cache_dir):
+    done = _cli(
+        tmp_path,
+        cache_dir,
+        "-m",
+        "loss.alpha=0.2,0.8",
+        "trainer=ddp",
+        "trainer.accelerator=cpu",
+        "trainer.devices=2",
+        "debug=fdr",
+    )
+    assert done.returncode == 2 and "hydra/launcher=slurm" in done.stderr
+
+
+@pytest.mark.parametrize(
+    "env, kind, rank",
+    [
+        (
+            {
+                "TORCHELASTIC_RUN_ID": "x",
+                "RANK": "3",
+                "LOCAL_RANK": "1",
+                "GROUP_RANK": "1",
+                "WORLD_SIZE": "4",
+                "LOCAL_WORLD_SIZE": "2",
+                "MASTER_ADDR": "127.0.0.1",
+                "MASTER_PORT": "29500",
+            },
+            TorchElasticEnvironment,
+            3,
+        ),
+        (
+            {
+                "SLURM_NTASKS": "4",
+                "SLURM_NTASKS_PER_NODE": "2",
+                "SLURM_PROCID": "2",
+                "SLURM_LOCALID": "0",
+                "SLURM_NODEID": "1",
+                "SLURM_JOB_NAME": "codistill",
+                "SLURM_JOB_ID": "7",
+                "SLURM_NODELIST": "node[1-2]",
+            },
+            SLURMEnvironment,
+            2,
+        ),
+    ],
+)
+def test_torchrun_and_slurm_launches_are_picked_up(tmp_path, cache_dir, monkeypatch, env, kind, rank):
+    monkeypatch.setattr(rank_zero_only, "rank", rank_zero_only.rank)  # the Trainer sets it process-wide
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    cfg = compose_config(
+        "train",
+        tmp_path,
+        cache_dir,
+        ["trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", "trainer.num_nodes=2"],
+    )
+    trainer = instantiate(cfg.trainer, logger=False)
+    assert isinstance(trainer.strategy.cluster_environment, kind)
+    assert (trainer.world_size, trainer.global_rank, trainer.num_nodes) == (4, rank, 2)
+
+
+def test_wandb_logs_predictions_the_student_and_no_secret(tmp_path, cache_dir, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("HF_TOKEN", "hf_secret_never_logged")
+    overrides = [  # a short real run: fast_dev_run would swap the loggers for dummies
+        "trainer.max_epochs=1",
+        "+trainer.limit_train_batches=2",
+        "+trainer.limit_val_batches=1",
+        "trainer.check_val_every_n_epoch=1",
+        "dataset.corpus.max_files=3",
+        "logger=wandb",
+        "logger.wandb.log_model=true",
+        "+hub_token=${oc.env:HF_TOKEN}",
+    ]
+    train(compose_config("train", tmp_path, cache_dir, overrides))
+    (run,) = list((tmp_path / "out" / "wandb").glob("offline-run-*"))
+    written = b"".join(p.read_bytes() for p in run.rglob("*") if p.is_file())
+    assert b"val/predictions" in written and b"train/label_loss" in written and b"val/edit_sim" in written
+    assert b"student-" in written  # the exported student, as a model artifact
+    assert b"hf_secret_never_logged" not in written and b"<redacted>" in written
