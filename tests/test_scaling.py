@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import pytorch_lightning as pl
+import torch
 from datasets import load_from_disk
 from hydra.utils import instantiate
 from pytorch_lightning.plugins.environments import SLURMEnvironment, TorchElasticEnvironment
@@ -154,3 +155,24 @@ def test_wandb_logs_predictions_the_student_and_no_secret(tmp_path, cache_dir, m
     assert b"val/predictions" in written and b"train/label_loss" in written and b"val/edit_sim" in written
     assert b"student-" in written  # the exported student, as a model artifact
     assert b"hf_secret_never_logged" not in written and b"<redacted>" in written
+
+
+def test_an_optuna_sweep_optimises_the_metric_train_returns(tmp_path, cache_dir):
+    pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
+    done = _cli(tmp_path, cache_dir, "-m", "hparams_search=optuna", "hydra.sweeper.n_trials=2", "debug=fdr")
+    assert done.returncode == 0, done.stderr[-3000:]
+    (sweep,) = list((tmp_path / "outputs" / "train" / "multiruns").iterdir())
+    results = (sweep / "optimization_results.yaml").read_text()
+    assert "best_params" in results and "loss.alpha" in results and "model.optimizer.lr" in results
+    scores = [json.loads((sweep / j / "metrics.json").read_text())["metrics"]["val/edit_sim"] for j in ("0", "1")]
+    assert f"best_value: {max(scores)}" in results
+
+
+def test_a_run_resumes_from_its_last_checkpoint(tmp_path, cache_dir):
+    base = ["dataset.corpus.max_files=3", "trainer.check_val_every_n_epoch=1", "+trainer.limit_val_batches=1"]
+    train(compose_config("train", tmp_path / "a", cache_dir, base + ["trainer.max_epochs=1"]))
+    last = tmp_path / "a" / "out" / "checkpoints" / "last.ckpt"
+    first_steps = torch.load(last, weights_only=False)["global_step"]
+    train(compose_config("train", tmp_path / "b", cache_dir, base + ["trainer.max_epochs=2", f"ckpt_path={last}"]))
+    resumed = torch.load(tmp_path / "b" / "out" / "checkpoints" / "last.ckpt", weights_only=False)
+    assert resumed["epoch"] == 1 and resumed["global_step"] == 2 * first_steps  # one more epoch, not two

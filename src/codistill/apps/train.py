@@ -42,7 +42,7 @@ def train(cfg: DictConfig) -> float:
     for logger in loggers:
         logger.log_hyperparams(loggable(cfg))
 
-    trainer.fit(module, datamodule=datamodule)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
     metrics = trainer.validate(module, datamodule=datamodule, ckpt_path=best or None, verbose=False)[0]
     if trainer.is_global_zero:
