@@ -10,7 +10,8 @@ import pytorch_lightning as pl
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from codistill.data.exercises import IGNORE_INDEX, ExercisesDataModule, padding_fraction_of
+from codistill.data.batching import padding_fraction_of
+from codistill.data.exercises import IGNORE_INDEX, ExercisesDataModule
 from codistill.errors import ConfigError
 from codistill.models.causal import CausalDistiller
 

@@ -72,3 +72,31 @@ def test_a_missing_dataset_dir_names_the_fix(student, tmp_path):
     dm = FIMDataModule(str(tmp_path / "nothing"), student.tokenizer)
     with pytest.raises(ConfigError, match="is not a saved dataset"):
         dm.setup("fit")
+
+
+def test_length_grouped_batches_pad_little_cover_every_example_once_and_are_reproducible(dataset_dir, student):
+    dm = _module(dataset_dir, student, label_source="ground_truth", seed=7)
+    random_batches = _module(dataset_dir, student, label_source="ground_truth", seed=7, group_by_length=False)
+    grouped, random = dm.padding_fraction(epoch=0), random_batches.padding_fraction(epoch=0)
+    assert grouped < 0.10 and grouped < random / 2, (grouped, random)
+
+    n = len(dm.splits["train"])
+    for epoch in (0, 1):
+        batches = dm.train_batches(epoch=epoch)
+        assert sorted(i for b in batches for i in b) == list(range(n))  # each example exactly once per epoch
+        assert sorted(map(len, batches))[1:] == [4] * (len(batches) - 1)  # full batches but one
+    batches = dm.train_batches(epoch=0)
+    same = _module(dataset_dir, student, label_source="ground_truth", seed=7)
+    assert same.train_batches(epoch=0) == batches
+    assert same.train_batches(epoch=1) != batches  # the batches are shuffled anew each epoch
+    assert _module(dataset_dir, student, label_source="ground_truth", seed=8).train_batches(epoch=0) != batches
+
+    # the dataloader yields exactly these batches, every tensor padded to its batch's longest example
+    loader = dm.train_dataloader()
+    loader.batch_sampler.sampler.set_epoch(0)  # as Lightning does at the start of each epoch
+    lengths = dm.train_lengths
+    for batch, rows in zip(loader, batches, strict=True):
+        assert batch["middle"] == [dm.splits["train"][i]["label_middles"] for i in rows]
+        for task in ("label", "rationale"):
+            for key, column in (("input_ids", f"{task}_input_ids"), ("labels", f"{task}_labels")):
+                assert batch[task][key].size(1) == max(lengths[column][i] for i in rows)
