@@ -70,3 +70,9 @@ def padding_fraction_of(batches: list[list[int]], *lengths: list[int]) -> float:
             padded += len(batch) * max(field[i] for i in batch)
             real += sum(field[i] for i in batch)
     return 1.0 - real / padded if padded else 0.0
+
+
+def epoch_batches(sampler, epoch: int) -> list[list[int]]:
+    """The batches a batch sampler over an `EpochShuffle` yields in `epoch`."""
+    sampler.sampler.set_epoch(epoch)
+    return list(sampler)

@@ -13,7 +13,7 @@ from datasets import DatasetDict, load_from_disk
 from pytorch_lightning.utilities import rank_zero_info
 from torch.utils.data import BatchSampler, DataLoader
 
-from codistill.data.batching import EpochShuffle, LengthGroupedBatchSampler, padding_fraction_of
+from codistill.data.batching import EpochShuffle, LengthGroupedBatchSampler, epoch_batches, padding_fraction_of
 from codistill.data.build import COLUMNS
 from codistill.data.formatting import LABEL_TASK, RATIONALE_TASK, encode_fim_input
 from codistill.errors import ConfigError
@@ -143,9 +143,7 @@ class FIMDataModule(pl.LightningDataModule):
     def train_batches(self, epoch: int = 0) -> list[list[int]]:
         """The training batches (indices into the training split) of one epoch."""
         self.setup()
-        sampler = self._batch_sampler()
-        sampler.sampler.set_epoch(epoch)
-        return list(sampler)
+        return epoch_batches(self._batch_sampler(), epoch)
 
     def padding_fraction(self, epoch: int = 0) -> float:
         """The share of pad positions in one epoch's training batches, over all their padded tensors: both

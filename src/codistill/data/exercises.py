@@ -15,7 +15,7 @@ from datasets import Dataset, DatasetDict, load_dataset
 from pytorch_lightning.utilities import rank_zero_info, rank_zero_warn
 from torch.utils.data import DataLoader
 
-from codistill.data.batching import EpochShuffle, LengthGroupedBatchSampler, padding_fraction_of
+from codistill.data.batching import EpochShuffle, LengthGroupedBatchSampler, epoch_batches, padding_fraction_of
 from codistill.errors import ConfigError
 
 SAMPLE_EXERCISES = Path(__file__).parent / "exercises_sample.jsonl"
@@ -238,9 +238,7 @@ class ExercisesDataModule(pl.LightningDataModule):
     def train_batches(self, epoch: int = 0) -> list[list[int]]:
         """The training batches (indices into the examples, or into the packed blocks) of one epoch."""
         self.setup()
-        sampler = self._batch_sampler()
-        sampler.sampler.set_epoch(epoch)
-        return list(sampler)
+        return epoch_batches(self._batch_sampler(), epoch)
 
     def padding_fraction(self, epoch: int = 0) -> float:
         """The share of pad tokens in the training batches of one epoch (0 when packing)."""
