@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import pytorch_lightning as pl
@@ -14,8 +15,12 @@ from hydra.utils import instantiate
 from pytorch_lightning.plugins.environments import SLURMEnvironment, TorchElasticEnvironment
 from pytorch_lightning.strategies import DDPStrategy
 from pytorch_lightning.utilities.rank_zero import rank_zero_only
+from transformers import AutoModelForSeq2SeqLM
 
-from codistill.apps.train import train
+from codistill.apps.train import train, trained_model
+from codistill.losses import LabelOnlyLoss
+from codistill.models.loading import load_student
+from codistill.models.seq2seq import Seq2SeqDistiller
 from conftest import compose_config
 
 TRAINERS = sorted(p.stem for p in (Path(__file__).parents[1] / "conf" / "trainer").glob("*.yaml"))
@@ -176,3 +181,42 @@ def test_a_run_resumes_from_its_last_checkpoint(tmp_path, cache_dir):
     train(compose_config("train", tmp_path / "b", cache_dir, base + ["trainer.max_epochs=2", f"ckpt_path={last}"]))
     resumed = torch.load(tmp_path / "b" / "out" / "checkpoints" / "last.ckpt", weights_only=False)
     assert resumed["epoch"] == 1 and resumed["global_step"] == 2 * first_steps  # one more epoch, not two
+
+
+def test_a_zero_checkpoint_folder_exports_a_plain_student(tmp_path, tiny_student_dir, monkeypatch):
+    """A real ZeRO-2 checkpoint in Lightning's layout (DeepSpeed runs on CPU, Lightning's strategy does
+    not), merged into the weights the exported student gets."""
+    deepspeed = pytest.importorskip("deepspeed")
+    for key, value in {
+        "MASTER_ADDR": "127.0.0.1",
+        "MASTER_PORT": "29613",
+        "RANK": "0",
+        "WORLD_SIZE": "1",
+        "LOCAL_RANK": "0",
+    }.items():
+        monkeypatch.setenv(key, value)
+    student = load_student(tiny_student_dir)
+    module = Seq2SeqDistiller(student.model, student.tokenizer, LabelOnlyLoss(), optimizer=None)
+    config = {
+        "train_batch_size": 2,
+        "zero_optimization": {"stage": 2},
+        "optimizer": {"type": "AdamW", "params": {"lr": 1e-2, "torch_adam": True}},
+    }
+    try:
+        engine, *_ = deepspeed.initialize(model=module, model_parameters=module.parameters(), config=config)
+        ids = student.tokenizer(["x = 1\n", "y = {2}\n"], padding=True, return_tensors="pt")
+        batch = {"input_ids": ids["input_ids"], "attention_mask": ids["attention_mask"], "labels": ids["input_ids"]}
+        engine.backward(engine.module.model(**batch).loss)
+        engine.step()
+        engine.save_checkpoint(str(tmp_path / "last.ckpt"), tag="checkpoint", client_state={"epoch": 0})
+        trained = {k: v.detach().clone() for k, v in module.model.state_dict().items()}
+    finally:
+        torch.distributed.destroy_process_group()
+    strategy = instantiate({"_target_": "pytorch_lightning.strategies.DeepSpeedStrategy", "stage": 2})
+    exported = trained_model(module, str(tmp_path / "last.ckpt"), SimpleNamespace(strategy=strategy))
+    assert exported is not module.model
+    assert all(torch.equal(exported.state_dict()[k], v) for k, v in trained.items())
+    exported.save_pretrained(tmp_path / "student")
+    reloaded = AutoModelForSeq2SeqLM.from_pretrained(tmp_path / "student")
+    assert torch.equal(reloaded.lm_head.weight, trained["lm_head.weight"])
+    assert not torch.equal(trained["lm_head.weight"], trained["shared.weight"])  # flan-t5's own head survives
