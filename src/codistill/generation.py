@@ -25,6 +25,16 @@ def load_causal_lm(name_or_path: str, dtype: str = "auto", device: str = "auto")
     return model, AutoTokenizer.from_pretrained(name_or_path)
 
 
+def stop_ids(tokenizer, tokens: list[str | None], model: str, fix: str) -> set[int]:
+    """The ids of the stop sentinels `tokens` (None entries skipped); a token the vocabulary lacks raises a
+    ConfigError: "<model> has no token(s) [...]: <fix>"."""
+    tokens = [t for t in tokens if t]
+    vocab = tokenizer.get_vocab()
+    if missing := [t for t in tokens if t not in vocab]:
+        raise ConfigError(f"{model} has no token(s) {missing}: {fix}")
+    return {vocab[t] for t in tokens}
+
+
 def context_length(model) -> int:
     config = model.config
     for name in ("n_positions", "max_position_embeddings", "n_ctx"):

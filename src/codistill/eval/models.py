@@ -10,7 +10,15 @@ from transformers import AutoModelForSeq2SeqLM
 from codistill.data.fim import FIMTokens
 from codistill.data.formatting import LABEL_TASK, encode_fim_input
 from codistill.errors import ConfigError
-from codistill.generation import Sampling, encode_prompts, generate_ids, load_causal_lm, pad_id_of, resolve_device
+from codistill.generation import (
+    Sampling,
+    encode_prompts,
+    generate_ids,
+    load_causal_lm,
+    pad_id_of,
+    resolve_device,
+    stop_ids,
+)
 from codistill.models.tokenization import CodeTokenizer
 
 
@@ -34,10 +42,7 @@ class CausalModel:
         self.max_new_tokens, self.batch_size = max_new_tokens, batch_size
         self.fim = FIMTokens(**fim) if fim else None
         sentinels = [eos_token, *([self.fim.prefix, self.fim.suffix, self.fim.middle] if self.fim else [])]
-        vocab = self.tokenizer.get_vocab()
-        if missing := [t for t in sentinels if t not in vocab]:
-            raise ConfigError(f"model {name} has no token(s) {missing}: set eval_model.fim / eval_model.eos_token")
-        self.stop_ids = {vocab[t] for t in sentinels}
+        self.stop_ids = stop_ids(tokenizer, sentinels, f"model {name}", "set eval_model.fim / eval_model.eos_token")
 
     @classmethod
     def from_pretrained(cls, name: str, name_or_path: str, dtype: str = "auto", device: str = "auto", **kwargs):
@@ -56,7 +61,7 @@ class CausalModel:
 
     def infill(self, prefixes: list[str], suffixes: list[str], sampling: Sampling) -> list[list[str]]:
         if self.fim is None:
-            raise ConfigError(f"model {self.name} has no FIM tokens configured: set model.fim to score infilling")
+            raise ConfigError(f"model {self.name} has no FIM tokens configured: set eval_model.fim to score infilling")
         return self._generate([self.fim.psm(p, s) for p, s in zip(prefixes, suffixes, strict=True)], sampling, ())
 
 

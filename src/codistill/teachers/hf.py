@@ -1,8 +1,7 @@
 """A fill-in-the-middle teacher: any Hugging Face causal LM trained with FIM sentinels."""
 
 from codistill.data.fim import FIMTokens
-from codistill.errors import ConfigError
-from codistill.generation import context_length, generate_greedy, load_causal_lm
+from codistill.generation import context_length, generate_greedy, load_causal_lm, stop_ids
 from codistill.llm.store import ResultStore, cached_map, content_key
 from codistill.teachers.base import FIMTeacher
 
@@ -31,16 +30,13 @@ class HFTeacher(FIMTeacher):
         self.name_or_path = name_or_path
         self.fim = FIMTokens(**fim)
         self.model, self.tokenizer = load_causal_lm(name_or_path, dtype, device)
-        sentinels = [eos_token, self.fim.prefix, self.fim.suffix, self.fim.middle, self.fim.pad]
-        sentinels = [t for t in sentinels if t]
-        vocab = self.tokenizer.get_vocab()
-        missing = [t for t in sentinels if t not in vocab]
-        if missing:
-            raise ConfigError(
-                f"teacher {name_or_path} has no token(s) {missing}: set teacher.fim / teacher.eos_token to the "
-                "model's own FIM sentinels (santacoder: <fim-prefix>, starcoder: <fim_prefix>)"
-            )
-        self.stop_ids = {vocab[t] for t in sentinels}
+        self.stop_ids = stop_ids(
+            self.tokenizer,
+            [eos_token, self.fim.prefix, self.fim.suffix, self.fim.middle, self.fim.pad],
+            f"teacher {name_or_path}",
+            "set teacher.fim / teacher.eos_token to the model's own FIM sentinels (santacoder: <fim-prefix>, "
+            "starcoder: <fim_prefix>)",
+        )
 
     @property
     def context_length(self) -> int:
