@@ -3,7 +3,7 @@
 Both paths train the same task on the same data in the same process: the tiny T5 student of the embedded default
 (`codistill.models.tiny.tiny_t5`, a freshly loaded copy per run through `codistill.models.loading.load_student`)
 learns the label task of the embedded default's FIM dataset (`codistill-train`'s config composed with Hydra's
-compose API, built by `codistill.apps.generate.cached_dataset`), on CPU in fp32:
+compose API, built by `codistill.data.cache.cached_dataset`), on CPU in fp32:
 
 - lightning: `codistill.models.seq2seq.Seq2SeqDistiller` with `LabelOnlyLoss` (`loss=label_only`) on
   `codistill.data.datamodule.FIMDataModule`'s length-grouped batches, under a `pytorch_lightning.Trainer`;
@@ -50,7 +50,7 @@ from transformers import (  # noqa: E402
 )
 from transformers.utils import logging as hf_logging  # noqa: E402
 
-from codistill.apps.generate import cached_dataset  # noqa: E402
+from codistill.data.cache import cached_dataset  # noqa: E402
 from codistill.config import CONFIG_DIR  # noqa: E402
 from codistill.errors import build  # noqa: E402
 from codistill.losses import LabelOnlyLoss  # noqa: E402
@@ -185,7 +185,7 @@ def hf_run(student_dir: str, features, args) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--batch-size", type=int, default=8, help="the embedded default's data.batch_size")
+    parser.add_argument("--batch-size", type=int, default=8, help="the embedded default's data.micro_batch_size")
     parser.add_argument("--steps", type=int, default=60, help="timed optimizer steps per run")
     parser.add_argument("--warmup-steps", type=int, default=5, help="untimed optimizer steps before them (>= 1)")
     parser.add_argument("--repeats", type=int, default=3, help="alternating runs of each path; the median counts")
@@ -206,7 +206,7 @@ def main() -> None:
 
     cache = Path(args.cache_dir).resolve()
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        cfg = compose(config_name="train", overrides=["loss=label_only", f"data.batch_size={args.batch_size}"])
+        cfg = compose(config_name="train", overrides=["loss=label_only", f"data.micro_batch_size={args.batch_size}"])
     with open_dict(cfg):
         cfg.paths.cache_dir = str(cache)
         cfg.paths.data_dir = str(cache / "benchmark-data")

@@ -1,6 +1,7 @@
 """Shared fixtures: configs composed with Hydra's compose API, tiny models built once per session."""
 
 import os
+import socket
 from pathlib import Path
 
 import pytest
@@ -64,3 +65,10 @@ def tiny_teacher_tokenizer(tiny_teacher_dir):
 @pytest.fixture
 def infilling_dir(shared_data) -> Path:
     return shared_data / "human-eval-infilling"
+
+
+def free_port() -> int:
+    """A loopback port no one listens on now (for a process group's rendezvous)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

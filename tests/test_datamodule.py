@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from codistill.apps.generate import cached_dataset
+from codistill.data.cache import cached_dataset
 from codistill.data.datamodule import FIMDataModule
 from codistill.data.formatting import FIM_MIDDLE, FIM_PREFIX, FIM_SUFFIX, LABEL_TASK, encode_fim_input
 from codistill.errors import ConfigError
@@ -22,7 +22,7 @@ def dataset_dir(tmp_path_factory, cache_dir):
 
 
 def _module(dataset_dir, student, **kwargs):
-    dm = FIMDataModule(dataset_dir, student.tokenizer, batch_size=4, **kwargs)
+    dm = FIMDataModule(dataset_dir, student.tokenizer, micro_batch_size=4, **kwargs)
     dm.setup("fit")
     return dm
 

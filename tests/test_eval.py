@@ -6,8 +6,8 @@ import json
 import pytest
 
 from codistill.apps.eval import evaluate
-from codistill.apps.generate import cached_dataset
 from codistill.apps.train import train
+from codistill.data.cache import cached_dataset
 from codistill.errors import ConfigError
 from codistill.eval.models import cut_at_stop_strings
 from codistill.eval.tasks import HumanEvalTask, InfillingTask, SandboxSettings, pass_at_k

@@ -6,8 +6,9 @@ import json
 import pytest
 from datasets import DatasetDict, load_from_disk
 
-from codistill.apps.generate import cached_dataset, generate
+from codistill.apps.generate import generate
 from codistill.data.build import COLUMNS
+from codistill.data.cache import cached_dataset
 from codistill.errors import ConfigError
 from conftest import compose_config
 

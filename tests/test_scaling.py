@@ -5,7 +5,6 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 import pytorch_lightning as pl
@@ -15,13 +14,15 @@ from hydra.utils import instantiate
 from pytorch_lightning.plugins.environments import SLURMEnvironment, TorchElasticEnvironment
 from pytorch_lightning.strategies import DDPStrategy
 from pytorch_lightning.utilities.rank_zero import rank_zero_only
-from transformers import AutoModelForSeq2SeqLM
+from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM
 
-from codistill.apps.train import train, trained_model
+from codistill.apps.train import train
 from codistill.losses import LabelOnlyLoss
-from codistill.models.loading import load_student
+from codistill.models.causal import CausalDistiller
+from codistill.models.export import trained_model
+from codistill.models.loading import load_causal_student, load_student
 from codistill.models.seq2seq import Seq2SeqDistiller
-from conftest import compose_config
+from conftest import compose_config, free_port
 
 TRAINERS = sorted(p.stem for p in (Path(__file__).parents[1] / "conf" / "trainer").glob("*.yaml"))
 
@@ -183,20 +184,35 @@ def test_a_run_resumes_from_its_last_checkpoint(tmp_path, cache_dir):
     assert resumed["epoch"] == 1 and resumed["global_step"] == 2 * first_steps  # one more epoch, not two
 
 
-def test_a_zero_checkpoint_folder_exports_a_plain_student(tmp_path, tiny_student_dir, monkeypatch):
+def _modules(kind: str, tiny_student_dir: str, tiny_teacher_dir: str):
+    """(LightningModule, a batch for its model) for each recipe's student."""
+    if kind == "seq2seq":
+        student = load_student(tiny_student_dir)
+        module = Seq2SeqDistiller(student.model, student.tokenizer, LabelOnlyLoss(), optimizer=None)
+    else:  # the causal module carries a buffer (tokens_seen) that is not a model weight
+        student = load_causal_student(tiny_teacher_dir)
+        module = CausalDistiller(student.model, student.tokenizer, optimizer=None)
+        module.tokens_seen += 123
+    ids = student.tokenizer(["x = 1\n", "y = {2}\n"], padding=True, return_tensors="pt")
+    return module, {"input_ids": ids["input_ids"], "attention_mask": ids["attention_mask"], "labels": ids["input_ids"]}
+
+
+@pytest.mark.parametrize("kind", ["seq2seq", "causal"])
+def test_a_zero_checkpoint_folder_exports_a_plain_student(
+    tmp_path, tiny_student_dir, tiny_teacher_dir, monkeypatch, kind
+):
     """A real ZeRO-2 checkpoint in Lightning's layout (DeepSpeed runs on CPU, Lightning's strategy does
-    not), merged into the weights the exported student gets."""
+    not), merged into the weights the exported student gets, for both recipes' modules."""
     deepspeed = pytest.importorskip("deepspeed")
     for key, value in {
         "MASTER_ADDR": "127.0.0.1",
-        "MASTER_PORT": "29613",
+        "MASTER_PORT": str(free_port()),
         "RANK": "0",
         "WORLD_SIZE": "1",
         "LOCAL_RANK": "0",
     }.items():
         monkeypatch.setenv(key, value)
-    student = load_student(tiny_student_dir)
-    module = Seq2SeqDistiller(student.model, student.tokenizer, LabelOnlyLoss(), optimizer=None)
+    module, batch = _modules(kind, tiny_student_dir, tiny_teacher_dir)
     config = {
         "train_batch_size": 2,
         "zero_optimization": {"stage": 2},
@@ -204,19 +220,20 @@ def test_a_zero_checkpoint_folder_exports_a_plain_student(tmp_path, tiny_student
     }
     try:
         engine, *_ = deepspeed.initialize(model=module, model_parameters=module.parameters(), config=config)
-        ids = student.tokenizer(["x = 1\n", "y = {2}\n"], padding=True, return_tensors="pt")
-        batch = {"input_ids": ids["input_ids"], "attention_mask": ids["attention_mask"], "labels": ids["input_ids"]}
         engine.backward(engine.module.model(**batch).loss)
         engine.step()
         engine.save_checkpoint(str(tmp_path / "last.ckpt"), tag="checkpoint", client_state={"epoch": 0})
         trained = {k: v.detach().clone() for k, v in module.model.state_dict().items()}
     finally:
         torch.distributed.destroy_process_group()
+        deepspeed.utils.groups._WORLD_GROUP = None  # DeepSpeed caches the destroyed group for the next engine
     strategy = instantiate({"_target_": "pytorch_lightning.strategies.DeepSpeedStrategy", "stage": 2})
-    exported = trained_model(module, str(tmp_path / "last.ckpt"), SimpleNamespace(strategy=strategy))
+    exported = trained_model(module, str(tmp_path / "last.ckpt"), strategy)
     assert exported is not module.model
     assert all(torch.equal(exported.state_dict()[k], v) for k, v in trained.items())
     exported.save_pretrained(tmp_path / "student")
-    reloaded = AutoModelForSeq2SeqLM.from_pretrained(tmp_path / "student")
-    assert torch.equal(reloaded.lm_head.weight, trained["lm_head.weight"])
-    assert not torch.equal(trained["lm_head.weight"], trained["shared.weight"])  # flan-t5's own head survives
+    auto = AutoModelForSeq2SeqLM if kind == "seq2seq" else AutoModelForCausalLM
+    reloaded = auto.from_pretrained(tmp_path / "student")
+    assert all(torch.equal(reloaded.state_dict()[k], v) for k, v in trained.items())
+    if kind == "seq2seq":
+        assert not torch.equal(trained["lm_head.weight"], trained["shared.weight"])  # flan-t5's own head survives

@@ -39,7 +39,9 @@ def _dataset(path):
 def test_an_overfit_student_reproduces_its_middles_exactly(tmp_path, tiny_student_dir):
     torch.manual_seed(0)
     student = load_student(tiny_student_dir)
-    dm = FIMDataModule(_dataset(tmp_path / "ds"), student.tokenizer, label_source="ground_truth", batch_size=len(ROWS))
+    dm = FIMDataModule(
+        _dataset(tmp_path / "ds"), student.tokenizer, label_source="ground_truth", micro_batch_size=len(ROWS)
+    )
     dm.setup("fit")
     batch = next(iter(dm.train_dataloader()))
     module = Seq2SeqDistiller(student.model, student.tokenizer, StepByStepLoss(0.5), optimizer=None, max_new_tokens=32)

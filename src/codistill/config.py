@@ -4,7 +4,9 @@ resolver for data files bundled with the package, and the config as loggers may 
 import re
 from pathlib import Path
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from codistill.errors import ConfigError
 
 _PACKAGED = Path(__file__).parent / "conf"
 _CHECKOUT = Path(__file__).parents[2] / "conf"
@@ -14,6 +16,28 @@ CONFIG_DIR = str(_PACKAGED if _PACKAGED.is_dir() else _CHECKOUT)
 # ${codistill.data:exercises_sample.jsonl}: a data file bundled with the package
 if not OmegaConf.has_resolver("codistill.data"):
     OmegaConf.register_new_resolver("codistill.data", lambda name: str(Path(__file__).parent / "data" / name))
+
+
+def devices_per_node(devices) -> int:
+    """`trainer.devices` as the GPU and task count of a SLURM job: a number, a device list or "0,1"."""
+    if isinstance(devices, int) and devices > 0:
+        return devices
+    if isinstance(devices, ListConfig | list | tuple):
+        return len(devices)
+    text = str(devices).strip()
+    if text.isdigit() and int(text) > 0:
+        return int(text)
+    if "," in text:
+        return len([d for d in text.split(",") if d.strip()])
+    raise ConfigError(
+        f"hydra/launcher=slurm needs the GPUs per node as a number, but trainer.devices={devices}: "
+        "set trainer.devices=N (SLURM must know how many to allocate before Lightning can count them)"
+    )
+
+
+# ${codistill.devices_per_node:${trainer.devices}}: the hydra/launcher=slurm GPU and task counts
+if not OmegaConf.has_resolver("codistill.devices_per_node"):
+    OmegaConf.register_new_resolver("codistill.devices_per_node", devices_per_node)
 
 _SECRET = re.compile(r"(^|_)(api_key|secret|password|token)$", re.IGNORECASE)
 

@@ -5,6 +5,8 @@ import sys
 
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import MissingMandatoryValue
 
 
 class ConfigError(ValueError):
@@ -17,9 +19,20 @@ def _user_error(exc: BaseException | None) -> ConfigError | None:
     while exc is not None and id(exc) not in seen:
         if isinstance(exc, ConfigError):
             return exc
+        if isinstance(exc, MissingMandatoryValue):  # a `???` in the config that the command did not fill
+            key = exc.full_key or "a required key"
+            return ConfigError(f"{key} is not set (it is ??? in the config): add {key}=... to the command")
         seen.add(id(exc))
         exc = exc.__cause__ or exc.__context__
     return None
+
+
+def require(cfg: DictConfig, *keys: str) -> None:
+    """Fail at once, before any model loads, when a `???` under `keys` (all of cfg if none) is unset."""
+    nodes = [OmegaConf.select(cfg, k) for k in keys] if keys else [cfg]
+    missing = sorted(m for node in nodes if isinstance(node, DictConfig) for m in OmegaConf.missing_keys(node))
+    if missing:
+        raise ConfigError(f"{', '.join(missing)} not set (??? in the config): add {missing[0]}=... to the command")
 
 
 def build(node, **kwargs):

@@ -7,7 +7,7 @@ import hydra
 from omegaconf import DictConfig
 
 from codistill.config import CONFIG_DIR, loggable
-from codistill.errors import ConfigError, build, exit_on_config_error
+from codistill.errors import ConfigError, build, exit_on_config_error, require
 from codistill.eval.report import write_report
 
 log = logging.getLogger(__name__)
@@ -18,6 +18,7 @@ def evaluate(cfg: DictConfig) -> dict[str, dict[str, float]]:
     unknown = [name for name in cfg.run if name not in cfg.tasks]
     if unknown:
         raise ConfigError(f"run={list(cfg.run)} names unknown task(s) {unknown}: choose from {list(cfg.tasks)}")
+    require(cfg, "eval_model", *(f"tasks.{name}" for name in cfg.run))
     tasks = [build(cfg.tasks[name]) for name in cfg.run]  # config errors surface before the model loads
     sandbox = build(cfg.sandbox)
     model = build(cfg.eval_model)

@@ -1,68 +1,18 @@
 """codistill-generate: build the distillation dataset (FIM segments, teacher middles, rationales)."""
 
-import hashlib
 import logging
-import shutil
-from pathlib import Path
 
 import hydra
 from datasets import DatasetDict
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from codistill.config import CONFIG_DIR
-from codistill.data.build import build_fim_dataset
-from codistill.errors import ConfigError, build, exit_on_config_error
+from codistill.data.cache import build_dataset
+from codistill.errors import ConfigError, exit_on_config_error, require
 from codistill.eval.metrics import fim_metrics
 from codistill.eval.report import print_table
-from codistill.llm.store import ResultStore
 
 log = logging.getLogger(__name__)
-
-
-def build_dataset(cfg: DictConfig) -> DatasetDict | None:
-    """The dataset of this config (None for one shard of a sharded run: see build_fim_dataset)."""
-    shard = (int(cfg.shard.index), int(cfg.shard.count)) if cfg.get("shard") else (0, 1)
-    if not 0 <= shard[0] < shard[1]:
-        raise ConfigError(f"shard.index={shard[0]} must be in [0, shard.count={shard[1]})")
-    corpus = build(cfg.dataset.corpus)
-    teacher = build(cfg.teacher)
-    rationale = build(cfg.rationale)
-    container = OmegaConf.to_container(cfg.dataset, resolve=True)
-    with ResultStore(cfg.paths.store_dir, writer=str(shard[0])) as store:
-        return build_fim_dataset(
-            corpus,
-            teacher,
-            rationale,
-            store,
-            cfg.dataset.language,
-            container["segment"],
-            container["fim"],
-            cfg.dataset.validation_size,
-            cfg.seed,
-            shard,
-        )
-
-
-def dataset_key(cfg: DictConfig) -> str:
-    """A stable hash of everything that decides the dataset's content."""
-    parts = {k: OmegaConf.to_container(cfg[k], resolve=True) for k in ("dataset", "teacher", "rationale")}
-    parts["seed"] = cfg.seed
-    return hashlib.sha256(OmegaConf.to_yaml(OmegaConf.create(parts)).encode("utf-8")).hexdigest()[:12]
-
-
-def cached_dataset(cfg: DictConfig) -> str:
-    """The dataset for this config under paths.data_dir, built on first use (written atomically)."""
-    target = Path(cfg.paths.data_dir) / f"{cfg.dataset.name}-{cfg.teacher.name}-{dataset_key(cfg)}"
-    if not (target / "dataset_dict.json").is_file():
-        data = build_dataset(cfg)
-        tmp = target.with_name(f".{target.name}.tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        data.save_to_disk(str(tmp))
-        tmp.rename(target)
-        log.info("saved the distillation dataset to %s", target)
-    else:
-        log.info("reusing the distillation dataset in %s", target)
-    return str(target)
 
 
 def summarize(data: DatasetDict) -> dict[str, dict[str, float]]:
@@ -76,9 +26,10 @@ def summarize(data: DatasetDict) -> dict[str, dict[str, float]]:
 
 
 def generate(cfg: DictConfig) -> DatasetDict | None:
+    require(cfg, "dataset", "teacher", "rationale")
     if not cfg.save_local and not cfg.push_to_hub:
         raise ConfigError("save_local and push_to_hub are both null: set one, or the dataset is thrown away")
-    data = build_dataset(cfg)
+    data = build_dataset(cfg, shard=(int(cfg.shard.index), int(cfg.shard.count)))
     if data is None:
         log.info(
             "shard %s of %s is labelled; once every shard is, run with shard.count=1 to assemble the dataset",

@@ -2,7 +2,6 @@
 
 import json
 import logging
-import tempfile
 from pathlib import Path
 
 import hydra
@@ -13,40 +12,43 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 from pytorch_lightning.loggers import WandbLogger
 from pytorch_lightning.strategies import DeepSpeedStrategy
-from pytorch_lightning.utilities.deepspeed import convert_zero_checkpoint_to_fp32_state_dict
 
-from codistill.apps.generate import cached_dataset
 from codistill.config import CONFIG_DIR, loggable
-from codistill.errors import ConfigError, build, exit_on_config_error
-from codistill.eval.models import CausalModel, Seq2SeqModel
+from codistill.data.cache import cached_dataset
+from codistill.distributed import start_ranks
+from codistill.errors import ConfigError, build, exit_on_config_error, require
 from codistill.eval.report import markdown_table, print_table, write_report
 from codistill.eval.tasks import SandboxSettings
+from codistill.models.export import on_evaluation_device, save_student, trained_model
 
 log = logging.getLogger(__name__)
 
 
 def train(cfg: DictConfig) -> float:
     """Train the student and return the validation metric `cfg.monitor` of the saved student."""
+    require(cfg)
     check_launch(cfg)
+    rank, world = start_ranks(cfg)
     pl.seed_everything(cfg.seed, workers=True)
     extra = {"loss": build(cfg.loss)} if cfg.get("loss") else {}  # validated before any expensive step
     data_args = {}
     if "dataset_dir" in cfg.data and not cfg.data.dataset_dir:  # recipe 1: build or reuse the FIM dataset
-        data_args["dataset_dir"] = cached_dataset(cfg)
+        data_args["dataset_dir"] = cached_dataset(cfg, rank, world)
     student = build(cfg.student)
     datamodule = build(cfg.data, tokenizer=student.tokenizer, **data_args)
     module = build(cfg.model, model=student.model, tokenizer=student.tokenizer, **extra)
     callbacks = [build(c) for c in (cfg.get("callbacks") or {}).values()]
     loggers = [build(c) for c in (cfg.get("logger") or {}).values()]
-    trainer = build(cfg.trainer, callbacks=callbacks, logger=loggers or False, **accumulation(cfg))
+    trainer = build(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     for logger in loggers:
         logger.log_hyperparams(loggable(cfg))
 
     trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
     metrics = trainer.validate(module, datamodule=datamodule, ckpt_path=best or None, verbose=False)[0]
+    checkpoint = best or final_checkpoint(trainer, cfg)
     if trainer.is_global_zero:
-        export(cfg, student, module, metrics, best, trainer)
+        export(cfg, student, module, metrics, checkpoint, trainer)
     for logger in loggers:
         if isinstance(logger, WandbLogger):  # the next job of a multirun starts its own run
             logger.experiment.finish()
@@ -67,45 +69,23 @@ def check_launch(cfg: DictConfig) -> None:
         )
 
 
-def accumulation(cfg: DictConfig) -> dict:
-    """accumulate_grad_batches from `effective_batch_size` (nothing when it is not set)."""
-    if not cfg.get("effective_batch_size"):
-        return {}
-    micro = cfg.data.get("micro_batch_size") or cfg.data.get("batch_size")
-    devices = cfg.trainer.get("devices") if isinstance(cfg.trainer.get("devices"), int) else 1
-    steps, rest = divmod(cfg.effective_batch_size, micro * devices)
-    if rest or not steps:
-        raise ConfigError(
-            f"effective_batch_size={cfg.effective_batch_size} is not a multiple of the micro batch size {micro} "
-            f"x {devices} device(s): change one of them"
-        )
-    return {"accumulate_grad_batches": steps}
+def final_checkpoint(trainer: pl.Trainer, cfg: DictConfig) -> str:
+    """With no checkpoint to export from, DeepSpeed saves one now (every rank writes its shards: under
+    ZeRO-3 no rank holds the whole model); other strategies export the module as it is."""
+    if not isinstance(trainer.strategy, DeepSpeedStrategy):
+        return ""
+    folder = str(Path(cfg.paths.output_dir) / "checkpoints" / "final.ckpt")
+    trainer.save_checkpoint(folder)
+    return folder
 
 
-def score_after_training(cfg: DictConfig, student, module) -> dict[str, dict[str, float]]:
-    """Run `after_training` tasks on the trained student; the report goes to <output_dir>/eval."""
+def score_after_training(cfg: DictConfig, module, model) -> dict[str, dict[str, float]]:
+    """Run `after_training` tasks on the exported student; the report goes to <output_dir>/eval."""
     if not cfg.get("after_training"):
         return {}
-    module.model.eval()
-    if module.model.config.is_encoder_decoder:
-        scored = Seq2SeqModel(module.model, student.tokenizer)
-    else:
-        scored = CausalModel(module.model, student.tokenizer, "student")
+    scored = module.as_evaluated(on_evaluation_device(model))
     results = [build(task).run(scored, SandboxSettings()) for task in cfg.after_training.values()]
     return write_report(Path(cfg.paths.output_dir) / "eval", results, "student after training")
-
-
-def trained_model(module, checkpoint: str, trainer):
-    """The student with its trained weights in full. Under DeepSpeed the checkpoint is a folder of ZeRO
-    shards: they are merged into one fp32 state dict and loaded into a fresh copy of the model."""
-    if not (isinstance(trainer.strategy, DeepSpeedStrategy) and checkpoint and Path(checkpoint).is_dir()):
-        return module.model
-    with tempfile.TemporaryDirectory() as tmp:
-        merged = convert_zero_checkpoint_to_fp32_state_dict(checkpoint, f"{tmp}/fp32.ckpt")
-    weights = {k.removeprefix("model."): v for k, v in merged["state_dict"].items()}
-    model = type(module.model)._from_config(module.model.config)
-    model.load_state_dict(weights)
-    return model
 
 
 def export(cfg: DictConfig, student, module, metrics: dict, checkpoint: str, trainer) -> None:
@@ -113,8 +93,8 @@ def export(cfg: DictConfig, student, module, metrics: dict, checkpoint: str, tra
     and the scores of the `after_training` tasks; uploaded to wandb as an artifact with log_model."""
     out = Path(cfg.paths.output_dir)
     student_dir = out / "student"
-    trained_model(module, checkpoint, trainer).save_pretrained(student_dir)
-    student.tokenizer.save_pretrained(student_dir)
+    model = trained_model(module, checkpoint, trainer.strategy)
+    save_student(model, student.tokenizer, student_dir)
     for logger in trainer.loggers:
         if isinstance(logger, WandbLogger) and logger._log_model:
             artifact = wandb.Artifact(f"student-{logger.experiment.id}", type="model", metadata=metrics)
@@ -124,7 +104,7 @@ def export(cfg: DictConfig, student, module, metrics: dict, checkpoint: str, tra
     summary = {
         "metrics": metrics,
         "student": str(student_dir),
-        "after_training": score_after_training(cfg, student, module),
+        "after_training": score_after_training(cfg, module, model),
         "checkpoint": checkpoint,
         "validation_rows": len(getattr(module, "predictions", [])),
     }

@@ -39,7 +39,7 @@ class FIMDataModule(pl.LightningDataModule):
         dataset_dir: str,
         tokenizer,
         label_source: str = "teacher",
-        batch_size: int = 8,
+        micro_batch_size: int = 8,
         eval_batch_size: int = 16,
         num_workers: int = 0,
         max_source_length: int = 512,
@@ -53,7 +53,7 @@ class FIMDataModule(pl.LightningDataModule):
         if label_source not in LABEL_COLUMNS:
             raise ConfigError(f"data.label_source={label_source!r} is not one of: {', '.join(LABEL_COLUMNS)}")
         self.dataset_dir, self.tokenizer, self.label_column = dataset_dir, tokenizer, LABEL_COLUMNS[label_source]
-        self.batch_size, self.eval_batch_size, self.num_workers = batch_size, eval_batch_size, num_workers
+        self.micro_batch_size, self.eval_batch_size, self.num_workers = micro_batch_size, eval_batch_size, num_workers
         self.max_source_length, self.max_target_length = max_source_length, max_target_length
         self.max_rationale_length, self.drop_empty_labels = max_rationale_length, drop_empty_labels
         self.seed, self.group_by_length = seed, group_by_length
@@ -137,8 +137,8 @@ class FIMDataModule(pl.LightningDataModule):
     def _batch_sampler(self) -> BatchSampler:
         shuffled = EpochShuffle(len(self.splits["train"]), self.seed)
         if not self.group_by_length:
-            return BatchSampler(shuffled, self.batch_size, drop_last=False)
-        return LengthGroupedBatchSampler(shuffled, self.batch_size, lengths=self._group_lengths(), seed=self.seed)
+            return BatchSampler(shuffled, self.micro_batch_size, drop_last=False)
+        return LengthGroupedBatchSampler(shuffled, self.micro_batch_size, lengths=self._group_lengths(), seed=self.seed)
 
     def train_batches(self, epoch: int = 0) -> list[list[int]]:
         """The training batches (indices into the training split) of one epoch."""

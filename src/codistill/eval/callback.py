@@ -3,7 +3,6 @@
 import pytorch_lightning as pl
 from pytorch_lightning.trainer.states import TrainerFn
 
-from codistill.eval.models import Seq2SeqModel
 from codistill.eval.tasks import SandboxSettings
 
 
@@ -22,7 +21,7 @@ class EvalCallback(pl.Callback):
         between_epochs = trainer.state.fn == TrainerFn.FITTING and trainer.current_epoch % self.every_n_epochs
         if trainer.sanity_checking or between_epochs or not trainer.is_global_zero:
             return
-        student = Seq2SeqModel(pl_module.model, pl_module.tokenizer, max_new_tokens=self.max_new_tokens)
+        student = pl_module.as_evaluated(max_new_tokens=self.max_new_tokens)
         was_training = pl_module.model.training
         pl_module.model.eval()
         for name, task in self.tasks.items():

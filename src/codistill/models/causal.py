@@ -7,6 +7,8 @@ import torch
 from transformers import get_cosine_schedule_with_warmup
 
 from codistill.errors import ConfigError
+from codistill.eval.models import CausalModel
+from codistill.models.optim import build_optimizer
 
 
 class CausalDistiller(pl.LightningModule):
@@ -42,12 +44,18 @@ class CausalDistiller(pl.LightningModule):
         loss = self.model(**batch).loss
         self.log("val/loss", loss, prog_bar=True, batch_size=batch["input_ids"].size(0), sync_dist=True)
 
+    def as_evaluated(self, model=None, **kwargs) -> CausalModel:
+        """This student (or `model`, its exported copy) as codistill.eval's tasks see it."""
+        return CausalModel(model or self.model, self.tokenizer, "student", **kwargs)
+
     def warmup_steps(self, total_steps: int) -> int:
         ratio = self.hparams.warmup_ratio
         return round(ratio * total_steps) if ratio is not None else self.hparams.warmup_steps
 
     def configure_optimizers(self):
-        optimizer = self.optimizer_factory(params=[p for p in self.parameters() if p.requires_grad])
+        optimizer = build_optimizer(
+            self.optimizer_factory, [p for p in self.parameters() if p.requires_grad], self.trainer.strategy
+        )
         total = self.trainer.estimated_stepping_batches
         if not math.isfinite(total):
             raise ConfigError(

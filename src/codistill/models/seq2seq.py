@@ -3,10 +3,13 @@
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.loggers import WandbLogger
+from pytorch_lightning.strategies import DeepSpeedStrategy
 from pytorch_lightning.utilities import rank_zero_warn
 from transformers import get_linear_schedule_with_warmup
 
 from codistill.eval.metrics import edit_similarity, exact_match, fim_metrics
+from codistill.eval.models import Seq2SeqModel
+from codistill.models.optim import build_optimizer
 
 
 class Seq2SeqDistiller(pl.LightningModule):
@@ -51,8 +54,13 @@ class Seq2SeqDistiller(pl.LightningModule):
             max_new_tokens=self.hparams.max_new_tokens,
             do_sample=False,
             num_beams=1,
+            synced_gpus=generation_needs_all_ranks(self.trainer.strategy),
         )
         return self.tokenizer.batch_decode(ids.tolist())
+
+    def as_evaluated(self, model=None, **kwargs) -> Seq2SeqModel:
+        """This student (or `model`, its exported copy) as codistill.eval's tasks see it."""
+        return Seq2SeqModel(model or self.model, self.tokenizer, **kwargs)
 
     def on_validation_epoch_start(self) -> None:
         self.predictions = []
@@ -82,8 +90,16 @@ class Seq2SeqDistiller(pl.LightningModule):
                 logger.log_table(key="val/predictions", columns=columns, data=rows)
 
     def configure_optimizers(self):
-        optimizer = self.optimizer_factory(params=[p for p in self.parameters() if p.requires_grad])
+        optimizer = build_optimizer(
+            self.optimizer_factory, [p for p in self.parameters() if p.requires_grad], self.trainer.strategy
+        )
         schedule = get_linear_schedule_with_warmup(
             optimizer, self.hparams.warmup_steps, max(1, self.trainer.estimated_stepping_batches)
         )
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+
+
+def generation_needs_all_ranks(strategy) -> bool:
+    """Under ZeRO-3 each rank holds a slice of every weight, so every forward pass is collective: ranks
+    that finish generating early must keep stepping (`synced_gpus`) or the others wait for ever."""
+    return isinstance(strategy, DeepSpeedStrategy) and strategy.zero_stage_3 and strategy.world_size > 1

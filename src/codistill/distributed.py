@@ -1,0 +1,78 @@
+"""Processes launched by torchrun or srun, before Lightning starts.
+
+Each rank of such a launch runs the whole app: Hydra names each rank's run folder after its own clock,
+and each rank would build the distillation dataset. `start_ranks` starts the process group at once
+(Lightning and DeepSpeed reuse an existing one), moves every rank into rank 0's run folder, and opens a
+CPU (gloo) group with a long timeout for `barrier`, so the ranks can wait while one builds the dataset.
+Launches by Lightning itself (`trainer.devices=N` without torchrun) need none of this: Lightning passes
+rank 0's run folder to the processes it starts, after rank 0 has built the dataset.
+"""
+
+import logging
+import shutil
+from datetime import timedelta
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from lightning_fabric.plugins.environments import ClusterEnvironment, SLURMEnvironment, TorchElasticEnvironment
+from omegaconf import DictConfig, open_dict
+
+log = logging.getLogger(__name__)
+
+_WAIT = timedelta(hours=24)  # a barrier may wait for the whole dataset build on rank 0
+_control: dist.ProcessGroup | None = None
+
+
+def launch_environment() -> ClusterEnvironment | None:
+    """The torchrun or SLURM environment of a launch of several processes, else None."""
+    for kind in (TorchElasticEnvironment, SLURMEnvironment):
+        if kind.detect():
+            environment = kind()
+            if environment.world_size() > 1:
+                return environment
+    return None
+
+
+def rank_and_world() -> tuple[int, int]:
+    return (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
+
+
+def start_ranks(cfg: DictConfig) -> tuple[int, int]:
+    """Start the process group of a torchrun/srun launch and share rank 0's run folder; returns (rank, world)."""
+    global _control
+    environment = launch_environment()
+    if environment is None or dist.is_initialized():
+        return rank_and_world()
+    on_gpu = torch.cuda.is_available() and str(cfg.trainer.get("accelerator", "auto")) in ("auto", "gpu", "cuda")
+    if on_gpu:
+        torch.cuda.set_device(environment.local_rank())
+    dist.init_process_group(
+        "nccl" if on_gpu else "gloo",
+        init_method=f"tcp://{environment.main_address}:{environment.main_port}",
+        rank=environment.global_rank(),
+        world_size=environment.world_size(),
+        timeout=timedelta(minutes=30),  # Lightning's default
+    )
+    _control = dist.new_group(backend="gloo", timeout=_WAIT)
+    rank, world = rank_and_world()
+    shared = [str(cfg.paths.output_dir)]
+    dist.broadcast_object_list(shared, src=0, group=_control)
+    if shared[0] != str(cfg.paths.output_dir):
+        _drop_own_run_folder(Path(cfg.paths.output_dir))
+        with open_dict(cfg):
+            cfg.paths.output_dir = shared[0]
+    log.info("rank %d of %d, run folder %s", rank, world, shared[0])
+    return rank, world
+
+
+def barrier() -> None:
+    """Wait for every rank (no-op in a single process)."""
+    if dist.is_initialized():
+        dist.barrier(group=_control)
+
+
+def _drop_own_run_folder(folder: Path) -> None:
+    """Remove the run folder Hydra made for this rank, if it holds nothing but Hydra's own files."""
+    if folder.is_dir() and all(p.name == ".hydra" or p.suffix == ".log" for p in folder.iterdir()):
+        shutil.rmtree(folder, ignore_errors=True)
