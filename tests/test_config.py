@@ -29,8 +29,9 @@ GROUPS = [
 # teacher's model locally), recipe 2's exercises data with its causal module
 PAIRED = {
     "openai_compatible": ["rationale=openai"],
-    "exercises": ["model=causal", "~loss"],
-    "causal": ["data=exercises", "~loss"],
+    "exercises": ["model=causal", "~loss", "data.path=x.jsonl"],
+    "causal": ["data=exercises", "~loss", "data.path=x.jsonl"],
+    "textbook_starcoder": ["data.path=x.jsonl"],
 }
 
 

@@ -224,3 +224,18 @@ def test_torchrun_labelling_in_shards_then_one_assembly(tmp_path, cache_dir):
     assert _store_records(tmp_path / "data" / "store") == records  # the assembly computed nothing new
     (saved,) = (tmp_path / "outputs" / "generate" / "runs").glob("*/dataset/dataset_dict.json")
     assert saved.is_file()
+
+
+def test_an_optuna_sweep_follows_the_experiments_metric_and_search_space(tmp_path, cache_dir):
+    """Recipe 2 minimises val/loss and has no loss.alpha (recipe 1's sweep is in test_scaling)."""
+    pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
+    env = {**os.environ, "CODISTILL_ROOT": str(tmp_path), "WANDB_MODE": "offline"}
+    args = ["-m", "hparams_search=optuna", "experiment=textbook_tiny", "hydra.sweeper.n_trials=3", "debug=fdr"]
+    command = [sys.executable, "-m", "codistill.apps.train", *args, "after_training={}", f"paths.cache_dir={cache_dir}"]
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    (sweep,) = list((tmp_path / "outputs" / "train" / "multiruns").iterdir())
+    results = (sweep / "optimization_results.yaml").read_text()
+    assert "model.optimizer.lr" in results and "loss.alpha" not in results
+    losses = [json.loads((sweep / j / "metrics.json").read_text())["metrics"]["val/loss"] for j in ("0", "1", "2")]
+    assert len(set(losses)) == 3 and f"best_value: {min(losses)}" in results  # minimised, not maximised

@@ -81,6 +81,7 @@ def test_fast_dev_run_of_every_experiment(
             "trainer.precision=32-true",
             f"dataset.corpus.source={_sample_jsonl(tmp_path / 'moon.jsonl')}",
             "data.num_workers=0",
+            "data.path=${codistill.data:exercises_sample.jsonl}",
         ]
         monkeypatch.setenv("OPENAI_API_KEY", "sk-never-logged")
         with FakeOpenAI() as server:
@@ -105,6 +106,7 @@ def test_fast_dev_run_of_the_textbook_experiments(tmp_path, cache_dir, tiny_teac
             "trainer.accelerator=cpu",
             "trainer.precision=32-true",
             "data.num_workers=0",
+            "data.path=${codistill.data:exercises_sample.jsonl}",
         ]
     loss = train(compose_config("train", tmp_path, cache_dir, overrides))
     summary = json.loads((tmp_path / "out" / "metrics.json").read_text())

@@ -54,7 +54,7 @@ class Seq2SeqDistiller(pl.LightningModule):
             max_new_tokens=self.hparams.max_new_tokens,
             do_sample=False,
             num_beams=1,
-            synced_gpus=generation_needs_all_ranks(self.trainer.strategy),
+            synced_gpus=self._trainer is not None and generation_needs_all_ranks(self._trainer.strategy),
         )
         return self.tokenizer.batch_decode(ids.tolist())
 
