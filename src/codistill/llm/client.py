@@ -90,7 +90,7 @@ class LLMClient:
         max_attempts: int = 6,
         backoff_initial: float = 1.0,
         backoff_max: float = 60.0,
-        max_tokens: int = 256,
+        max_tokens: int = 1024,
         temperature: float = 0.0,
         prices: dict | None = None,
     ):
