@@ -36,7 +36,7 @@ def generate_exercises(cfg: DictConfig) -> dict:
         rows = combinations(tree, professions, cfg.partners, cfg.n_prompts, cfg.seed)
         replies = generator.generate(exercise_prompts(rows, exercise_template), store, "exercises")
     for row, reply in zip(rows, replies, strict=True):
-        row.update(completion=reply, template=exercise_template.id, model=generator.model_name)
+        row.update(completion=reply.text, template=exercise_template.id, model=generator.model_name)
     result = filter_exercises(rows, **OmegaConf.to_container(cfg.filter, resolve=True))
     write_jsonl(result.kept, out / "exercises.jsonl")
     write_jsonl(result.dropped, out / "dropped.jsonl")

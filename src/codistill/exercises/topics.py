@@ -44,11 +44,11 @@ def expand_tree(
 ) -> dict[str, dict[str, list[str]]]:
     """{root: {subtopic: [leaf, ...]}}: two rounds of LLM calls, each answer stored as it arrives."""
     subs = generator.generate([template.text.format(topic=r, n=subtopics) for r in roots], store, "subtopics")
-    tree = {root: {s: [] for s in parse_list(reply, subtopics)} for root, reply in zip(roots, subs, strict=True)}
+    tree = {root: {s: [] for s in parse_list(g.text, subtopics)} for root, g in zip(roots, subs, strict=True)}
     pairs = [(root, sub) for root, children in tree.items() for sub in children]
     prompts = [template.text.format(topic=f"{sub} (in {root})", n=leaves) for root, sub in pairs]
     for (root, sub), reply in zip(pairs, generator.generate(prompts, store, "leaf topics"), strict=True):
-        tree[root][sub] = parse_list(reply, leaves)
+        tree[root][sub] = parse_list(reply.text, leaves)
     return tree
 
 
