@@ -31,6 +31,14 @@ def llm(prompt: str) -> str:
     )
 
 
+def long_winded(prompt: str) -> str:
+    """`llm`, but exercises for an other topic of "part 0" trail off into 100 words of explanation."""
+    reply = llm(prompt)
+    if reply.startswith("```") and "part 0" in prompt.split("\n")[2]:
+        reply += "\n\nThis exercise " + " ".join(["explains"] * 100)
+    return reply
+
+
 def test_replies_are_parsed_as_data_never_evaluated():
     assert parse_list('Here: ["a", "b", "c"] done', 2) == ["a", "b"]
     assert parse_list("1. alpha\n2) beta\n- gamma\n* alpha\n", 5) == ["alpha", "beta", "gamma"]
@@ -83,3 +91,30 @@ def test_exercises_app_against_an_llm_server_resumes_and_filters(tmp_path, cache
     with ResultStore(tmp_path / "data" / "store") as store:
         assert len(store.ok) == calls
     assert not any(b"sk-exercise-secret" in p.read_bytes() for p in tmp_path.rglob("*") if p.is_file())
+
+
+def test_exercises_cut_at_max_tokens_are_dropped_as_truncated(tmp_path, cache_dir, monkeypatch, caplog):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-exercise-secret")
+    overrides = ["generator=openai", "max_roots=2", "subtopics=2", "leaves=2", "partners=3", "n_prompts=null"]
+    with FakeOpenAI(chat=long_winded) as server:
+        overrides += [f"generator.client.base_url={server.base_url}", "generator.client.max_tokens=60"]
+        cfg = compose_config("exercises", tmp_path, cache_dir, overrides)
+        with caplog.at_level("WARNING"):
+            summary = generate_exercises(cfg)
+    out = tmp_path / "out"
+    kept = [json.loads(line) for line in open(out / "exercises.jsonl")]
+    dropped = [json.loads(line) for line in open(out / "dropped.jsonl")]
+
+    def trails_off(row: dict) -> bool:  # what long_winded made too long for 60 words
+        return "part 0" in row["other_topic"] and "part 1" not in row["topic"]
+
+    truncated = [row for row in dropped if row["reason"] == "truncated"]
+    assert truncated and all(trails_off(row) and row["finish_reason"] == "length" for row in truncated)
+    assert not any(trails_off(row) for row in kept) and all(row["finish_reason"] == "stop" for row in kept)
+    assert not any(trails_off(row) for row in dropped if row["reason"] != "truncated")
+    assert summary["dropped"]["truncated"] == len(truncated) and summary["kept"] == len(kept) > 0
+    assert f"{len(truncated)} of {summary['prompts']} exercise replies were cut" in caplog.text
+    assert "raise generator.client.max_tokens" in caplog.text
+    with ResultStore(tmp_path / "data" / "store") as store:
+        reasons = [r["finish_reason"] for r in store.ok.values() if r["result"].startswith("```")]
+    assert reasons.count("length") == len(truncated)

@@ -14,6 +14,7 @@ from codistill.eval.report import print_table
 from codistill.exercises.filter import filter_exercises, write_jsonl
 from codistill.exercises.report import diversity_report
 from codistill.exercises.topics import combinations, exercise_prompts, expand_tree, leaves_of, read_lines
+from codistill.llm.generated import warn_truncated
 from codistill.llm.store import ResultStore
 from codistill.rationales.template import PromptTemplate
 
@@ -35,8 +36,10 @@ def generate_exercises(cfg: DictConfig) -> dict:
         (out / "topic_tree.json").write_text(json.dumps(tree, indent=2, ensure_ascii=False))
         rows = combinations(tree, professions, cfg.partners, cfg.n_prompts, cfg.seed)
         replies = generator.generate(exercise_prompts(rows, exercise_template), store, "exercises")
+    warn_truncated(replies, "exercise", f"generator.{generator.length_setting}")  # the filter drops them
     for row, reply in zip(rows, replies, strict=True):
-        row.update(completion=reply.text, template=exercise_template.id, model=generator.model_name)
+        row.update(completion=reply.text, finish_reason=reply.finish_reason)
+        row.update(template=exercise_template.id, model=generator.model_name)
     result = filter_exercises(rows, **OmegaConf.to_container(cfg.filter, resolve=True))
     write_jsonl(result.kept, out / "exercises.jsonl")
     write_jsonl(result.dropped, out / "dropped.jsonl")
