@@ -24,9 +24,8 @@ class Generation:
         return cls(record["result"], record.get("finish_reason"))
 
 
-def warn_truncated(generations: list[Generation], what: str, setting: str) -> int:
-    """Log a warning naming `setting` (the config key that caps reply length) when some replies were cut;
-    returns how many were."""
+def warn_truncated(generations: list[Generation], what: str, setting: str) -> None:
+    """Log how many replies were cut, naming `setting` (the config key that caps reply length), when any were."""
     count = sum(g.truncated for g in generations)
     if count:
         log.warning(
@@ -36,4 +35,3 @@ def warn_truncated(generations: list[Generation], what: str, setting: str) -> in
             what,
             setting,
         )
-    return count
