@@ -57,7 +57,7 @@ def fim_prompts(tokenizer, count: int, segment_tokens: int) -> list[str]:
 
 
 def batched(model, tokenizer, prompts, max_new_tokens, batch_size, stop_ids) -> list[str]:
-    return generate_greedy(model, tokenizer, prompts, max_new_tokens, batch_size, stop_ids)
+    return [g.text for g in generate_greedy(model, tokenizer, prompts, max_new_tokens, batch_size, stop_ids)]
 
 
 @torch.inference_mode()

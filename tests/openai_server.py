@@ -9,8 +9,10 @@ Endpoints (HTTP/1.1, keep-alive):
 
 ``FakeOpenAI(chat=f)`` answers chat requests with ``f(prompt)`` instead (a module-level function in process mode).
 
-Both POST endpoints give ``usage``: prompt_tokens = whitespace-separated words of the prompt,
-completion_tokens = 3.
+Both POST endpoints count whitespace-separated words as tokens. A reply of more words than the request's
+``max_tokens`` is cut after its first ``max_tokens`` words with ``finish_reason: "length"`` (as a real server
+stops at the limit); any other reply ends with ``"stop"``. ``usage``: prompt_tokens = words of the prompt,
+completion_tokens = ``max_tokens`` for a cut reply, else 3.
 
 A fault plan decides, per request, whether to inject one of `FAULT_KINDS` instead of the normal reply:
 
@@ -38,6 +40,7 @@ import hashlib
 import json
 import os
 import pickle
+import re
 import signal
 import socket
 import subprocess
@@ -85,6 +88,14 @@ def completion_text(prompt: str) -> str:
 
 def words(text: str) -> int:
     return len(text.split())
+
+
+def cut_at_words(text: str, limit: int | None) -> tuple[str, bool]:
+    """`text` up to the end of its `limit`-th word (whitespace inside kept), and whether that cut anything."""
+    if limit is None or words(text) <= limit:
+        return text, False
+    end = [m.end() for m in re.finditer(r"\S+", text)][limit - 1] if limit > 0 else 0
+    return text[:end], True
 
 
 @dataclass(frozen=True)
@@ -545,21 +556,25 @@ class FakeOpenAI:
     @staticmethod
     def _reply(payload: dict, prompts: list[str], chat: bool, index: int, answer: Callable[[str], str]) -> dict:
         model = payload.get("model", "fake")
+        limit = payload.get("max_tokens")
+        texts = [answer(prompts[0])] if chat else [completion_text(p) for p in prompts]
+        cuts = [cut_at_words(text, limit) for text in texts]
+        reasons = ["length" if cut else "stop" for _, cut in cuts]
         prompt_tokens = sum(words(p) for p in prompts)
-        completion_tokens = 3 * len(prompts)
+        completion_tokens = sum(limit if cut else 3 for _, cut in cuts)
         usage = {
             "prompt_tokens": prompt_tokens,
             "completion_tokens": completion_tokens,
             "total_tokens": prompt_tokens + completion_tokens,
         }
         if chat:
-            message = {"role": "assistant", "content": answer(prompts[0])}
-            choices = [{"index": 0, "finish_reason": "stop", "message": message, "logprobs": None}]
+            message = {"role": "assistant", "content": cuts[0][0]}
+            choices = [{"index": 0, "finish_reason": reasons[0], "message": message, "logprobs": None}]
             kind = "chat.completion"
         else:
             choices = [
-                {"index": i, "text": completion_text(p), "finish_reason": "length", "logprobs": None}
-                for i, p in enumerate(prompts)
+                {"index": i, "text": text, "finish_reason": reason, "logprobs": None}
+                for i, ((text, _), reason) in enumerate(zip(cuts, reasons, strict=True))
             ]
             kind = "text_completion"
         reply = {"id": f"cmpl-{index + 1}", "object": kind, "created": 0, "model": model, "choices": choices}

@@ -3,8 +3,12 @@
 import json
 import re
 
+import pytest
+
 from codistill.apps.exercises import generate_exercises
-from codistill.exercises.topics import combinations, leaves_of, parse_list
+from codistill.data.fim import stable_rng
+from codistill.errors import ConfigError
+from codistill.exercises.topics import combinations, leaves_of, parse_list, prompt_capacity, read_lines
 from codistill.llm.store import ResultStore
 from conftest import compose_config
 from openai_server import FakeOpenAI
@@ -31,6 +35,14 @@ def llm(prompt: str) -> str:
     )
 
 
+def long_winded(prompt: str) -> str:
+    """`llm`, but exercises for an other topic of "part 0" trail off into 100 words of explanation."""
+    reply = llm(prompt)
+    if reply.startswith("```") and "part 0" in prompt.split("\n")[2]:
+        reply += "\n\nThis exercise " + " ".join(["explains"] * 100)
+    return reply
+
+
 def test_replies_are_parsed_as_data_never_evaluated():
     assert parse_list('Here: ["a", "b", "c"] done', 2) == ["a", "b"]
     assert parse_list("1. alpha\n2) beta\n- gamma\n* alpha\n", 5) == ["alpha", "beta", "gamma"]
@@ -47,6 +59,49 @@ def test_combinations_pair_leaves_under_other_subtopics_and_are_stable():
         assert row["profession"] in professions
     assert combinations(TREE, professions, 3, 5, 7) == rows[:5]
     assert combinations(TREE, professions, 3, None, 8) != rows
+
+
+def one_profession_per_pair(tree: dict, professions: list[str], partners: int, seed: int) -> list[dict]:
+    """`combinations` as it was before `professions_per_combo` (n_prompts=None): what the default must keep."""
+    leaves, rows = leaves_of(tree), []
+    for leaf in leaves:
+        rng = stable_rng(seed, "partners", leaf.path)
+        others = [o for o in leaves if (o.root, o.subtopic) != (leaf.root, leaf.subtopic)]
+        for other in rng.sample(others, min(partners, len(others))):
+            rows.append({"topic": leaf.path, "other_topic": other.path, "profession": rng.choice(professions)})
+    stable_rng(seed, "order").shuffle(rows)
+    return rows
+
+
+@pytest.mark.parametrize("professions", [["nurse", "pilot", "chef"], read_lines(None, "professions.txt")])
+def test_one_profession_per_combo_gives_exactly_the_rows_of_before(professions):
+    for partners, seed in ((3, 7), (8, 1234)):
+        assert combinations(TREE, professions, partners, None, seed) == one_profession_per_pair(
+            TREE, professions, partners, seed
+        )
+
+
+def test_several_professions_per_combo_are_distinct_seeded_and_counted():
+    professions = read_lines(None, "professions.txt")
+    rows = combinations(TREE, professions, 3, None, 7, professions_per_combo=3)
+    assert rows == combinations(TREE, professions, 3, None, 7, professions_per_combo=3)  # stable
+    pairs: dict[tuple[str, str], list[str]] = {}
+    for row in rows:
+        pairs.setdefault((row["topic"], row["other_topic"]), []).append(row["profession"])
+    single = combinations(TREE, professions, 3, None, 7)
+    assert set(pairs) == {(row["topic"], row["other_topic"]) for row in single}  # the same pairs as with one
+    assert all(len(set(chosen)) == len(chosen) == 3 for chosen in pairs.values())
+    assert len({tuple(chosen) for chosen in pairs.values()}) > 1  # drawn per pair, not one set for all
+    assert len(rows) == prompt_capacity(TREE, 3, 3) == len(leaves_of(TREE)) * 3 * 3
+    assert combinations(TREE, professions, 3, 10, 7, professions_per_combo=3) == rows[:10]
+    assert combinations(TREE, professions, 3, None, 8, professions_per_combo=3) != rows
+
+
+def test_capacity_counts_the_partners_each_leaf_really_has():
+    # each of the 8 leaves has 6 leaves under other subtopics: more partners than that add nothing
+    for partners, pairs in ((2, 16), (6, 48), (200, 48)):
+        assert prompt_capacity(TREE, partners, 1) == pairs == len(combinations(TREE, ["a"], partners, None, 1))
+        assert prompt_capacity(TREE, partners, 2) == 2 * pairs
 
 
 def test_exercises_app_against_an_llm_server_resumes_and_filters(tmp_path, cache_dir, monkeypatch):
@@ -83,3 +138,60 @@ def test_exercises_app_against_an_llm_server_resumes_and_filters(tmp_path, cache
     with ResultStore(tmp_path / "data" / "store") as store:
         assert len(store.ok) == calls
     assert not any(b"sk-exercise-secret" in p.read_bytes() for p in tmp_path.rglob("*") if p.is_file())
+
+
+def test_exercises_cut_at_max_tokens_are_dropped_as_truncated(tmp_path, cache_dir, monkeypatch, caplog):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-exercise-secret")
+    overrides = ["generator=openai", "max_roots=2", "subtopics=2", "leaves=2", "partners=3", "n_prompts=null"]
+    with FakeOpenAI(chat=long_winded) as server:
+        overrides += [f"generator.client.base_url={server.base_url}", "generator.client.max_tokens=60"]
+        cfg = compose_config("exercises", tmp_path, cache_dir, overrides)
+        with caplog.at_level("WARNING"):
+            summary = generate_exercises(cfg)
+    out = tmp_path / "out"
+    kept = [json.loads(line) for line in open(out / "exercises.jsonl")]
+    dropped = [json.loads(line) for line in open(out / "dropped.jsonl")]
+
+    def trails_off(row: dict) -> bool:  # what long_winded made too long for 60 words
+        return "part 0" in row["other_topic"] and "part 1" not in row["topic"]
+
+    truncated = [row for row in dropped if row["reason"] == "truncated"]
+    assert truncated and all(trails_off(row) and row["finish_reason"] == "length" for row in truncated)
+    assert not any(trails_off(row) for row in kept) and all(row["finish_reason"] == "stop" for row in kept)
+    assert not any(trails_off(row) for row in dropped if row["reason"] != "truncated")
+    assert summary["dropped"]["truncated"] == len(truncated) and summary["kept"] == len(kept) > 0
+    assert f"{len(truncated)} of {summary['prompts']} exercise replies were cut" in caplog.text
+    assert "raise generator.client.max_tokens" in caplog.text
+    with ResultStore(tmp_path / "data" / "store") as store:
+        reasons = [r["finish_reason"] for r in store.ok.values() if r["result"].startswith("```")]
+    assert reasons.count("length") == len(truncated)
+
+
+def test_the_summary_gives_the_tree_capacity_and_warns_when_n_prompts_exceeds_it(
+    tmp_path, cache_dir, monkeypatch, caplog
+):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-exercise-secret")
+    overrides = ["generator=openai", "max_roots=2", "subtopics=2", "leaves=2", "partners=100", "n_prompts=500"]
+    with FakeOpenAI(chat=llm) as server:
+        overrides += [f"generator.client.base_url={server.base_url}", "professions_per_combo=2"]
+        with caplog.at_level("WARNING"):
+            summary = generate_exercises(compose_config("exercises", tmp_path, cache_dir, overrides))
+    # 2 roots x 2 subtopics x 2 leaves = 8 leaves, each with 6 leaves under other subtopics, x 2 professions
+    assert (summary["n_prompts"], summary["capacity"], summary["prompts"]) == (500, 8 * 6 * 2, 96)
+    assert "n_prompts=500 exceeds the 96 prompts this tree can give" in caplog.text
+    assert "raise professions_per_combo or partners" in caplog.text
+    rows = [json.loads(line) for name in ("exercises", "dropped") for line in open(tmp_path / "out" / f"{name}.jsonl")]
+    per_pair: dict[tuple[str, str], set[str]] = {}
+    for row in rows:
+        per_pair.setdefault((row["topic"], row["other_topic"]), set()).add(row["profession"])
+    assert len(per_pair) == 48 and all(len(chosen) == 2 for chosen in per_pair.values())
+
+
+@pytest.mark.parametrize("per_combo", [0, 51])
+def test_professions_per_combo_out_of_range_names_the_fix_before_any_call(tmp_path, cache_dir, per_combo):
+    with FakeOpenAI(chat=llm) as server:
+        overrides = ["generator=openai", f"generator.client.base_url={server.base_url}"]
+        cfg = compose_config("exercises", tmp_path, cache_dir, [*overrides, f"professions_per_combo={per_combo}"])
+        with pytest.raises(ConfigError, match=f"professions_per_combo={per_combo} must be between 1 and the 50 "):
+            generate_exercises(cfg)
+        assert server.requests == []

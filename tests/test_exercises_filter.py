@@ -185,6 +185,20 @@ def test_filter_exercises_reasons_counts_and_matches():
     assert filter_exercises(rows) == result
 
 
+def test_replies_cut_at_the_token_limit_are_dropped_as_truncated_even_when_they_parse():
+    reply = f"```python\n{PLANKS}```\nThe loop counts planks until the deck is"  # cut mid-sentence
+    rows = [{"completion": reply, "finish_reason": reason} for reason in ("length", "stop", None)]
+    rows.append({"completion": f"```python\n{ROSTER}", "finish_reason": "length"})  # cut before its fence closed
+    result = filter_exercises(rows)
+    assert [(row["index"], row["reason"]) for row in result.dropped] == [
+        (0, "truncated"),
+        (2, "duplicate"),
+        (3, "truncated"),
+    ]
+    assert result.counts == {"kept": 1, "duplicate": 1, "truncated": 2}
+    assert result.kept[0]["finish_reason"] == "stop" and result.kept[0]["problem"].startswith("def planks_for_deck")
+
+
 def test_contamination_on_prompt_alone_and_threshold():
     he = read_problems()["HumanEval/0"]
     own = "    return any(abs(a - b) < threshold for i, a in enumerate(numbers) for b in numbers[i + 1 :])\n"

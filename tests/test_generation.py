@@ -6,7 +6,8 @@ import torch
 from codistill.errors import ConfigError
 from codistill.generation import generate_greedy
 from codistill.llm.client import LLMClient
-from codistill.llm.generators import OpenAIGenerator
+from codistill.llm.generated import Generation
+from codistill.llm.generators import HFGenerator, OpenAIGenerator
 from codistill.llm.store import ResultStore
 from codistill.rationales.writer import RationaleWriter
 from codistill.teachers.hf import HFTeacher
@@ -37,33 +38,78 @@ def test_teacher_middles_are_stored_and_never_computed_twice(teacher, tmp_path, 
     with ResultStore(tmp_path) as store:
         first = teacher.complete(PREFIXES[:2], SUFFIXES[:2], store)
     calls = []
-    monkeypatch.setattr(teacher, "_generate", lambda prompts: calls.append(prompts) or ["new"] * len(prompts))
+    monkeypatch.setattr(
+        teacher, "_generate", lambda prompts: calls.append(prompts) or [Generation("new")] * len(prompts)
+    )
     with ResultStore(tmp_path) as store:
         again = teacher.complete(PREFIXES, SUFFIXES, store)
     assert again[:2] == first and again[2:] == ["new", "new"]
     assert [len(c) for c in calls] == [2]  # only the two prompts the store lacked
 
 
-def test_the_middle_is_exactly_the_text_before_the_first_stop_token(teacher):
-    prompt = teacher.fim.psm(PREFIXES[0], SUFFIXES[0])
-    ids = teacher.tokenizer(prompt, add_special_tokens=False, return_tensors="pt")["input_ids"]
-    new = teacher.model.generate(
+def free_run(model, tokenizer, prompt: str, max_new_tokens: int) -> list[int]:
+    """The ids a model generates greedily after `prompt` with no stop token at all."""
+    ids = tokenizer(prompt, add_special_tokens=False, return_tensors="pt")["input_ids"]
+    return model.generate(
         input_ids=ids,
         attention_mask=torch.ones_like(ids),
-        max_new_tokens=12,
+        max_new_tokens=max_new_tokens,
         do_sample=False,
         eos_token_id=None,
         pad_token_id=0,
     )[0, ids.shape[1] :].tolist()
-    # no stop token at all: every generated token is kept, the last character included
+
+
+def test_the_middle_is_exactly_the_text_before_the_first_stop_token(teacher):
+    prompt = teacher.fim.psm(PREFIXES[0], SUFFIXES[0])
+    new = free_run(teacher.model, teacher.tokenizer, prompt, 12)
+    # no stop token at all: every generated token is kept, the last character included, and it was cut short
     assert generate_greedy(teacher.model, teacher.tokenizer, [prompt], 12, 1, stop_ids=set()) == [
-        teacher.tokenizer.decode(new)
+        Generation(teacher.tokenizer.decode(new), "length")
     ]
-    # with the first generated token as a stop token: an empty middle; with the third: the first two
-    assert generate_greedy(teacher.model, teacher.tokenizer, [prompt], 12, 1, stop_ids={new[0]}) == [""]
-    if new[2] not in new[:2]:
-        want = teacher.tokenizer.decode(new[:2])
-        assert generate_greedy(teacher.model, teacher.tokenizer, [prompt], 12, 1, stop_ids={new[2]}) == [want]
+    # with the first generated token as a stop token: an empty middle
+    assert generate_greedy(teacher.model, teacher.tokenizer, [prompt], 12, 1, stop_ids={new[0]}) == [
+        Generation("", "stop")
+    ]
+    # with the first new kind of token (k > 0) as a stop token: the k tokens before it; whether the stop token
+    # itself fits in max_new_tokens decides between an ended reply and one cut short with the same text
+    k = next(j for j in range(1, 12) if new[j] not in new[:j])
+    text = teacher.tokenizer.decode(new[:k])
+    for limit, reason in ((12, "stop"), (k + 1, "stop"), (k, "length")):
+        out = generate_greedy(teacher.model, teacher.tokenizer, [prompt], limit, 1, stop_ids={new[k]})
+        assert out == [Generation(text, reason)], limit
+
+
+def test_the_hf_generator_marks_cut_replies_length_and_stored_ones_keep_their_reason(tiny_teacher_dir, tmp_path):
+    prompts = ["hello world", "x"]
+    generator = HFGenerator(tiny_teacher_dir, max_new_tokens=8, batch_size=2, device="cpu")
+    free = [free_run(generator.model, generator.tokenizer, p, 8) for p in prompts]
+    with ResultStore(tmp_path / "cut") as store:
+        cut = generator.generate(prompts, store, "test")
+    assert cut == [Generation(generator.tokenizer.decode(ids), "length") for ids in free]  # no end-of-text in 8
+    # make a token the first reply meets after k others the end-of-text token: that reply ends early, normally
+    k = next(j for j in range(1, 8) if free[0][j] not in free[0][:j])
+    assert free[0][k] not in free[1]  # the tiny model's second reply never meets it
+    generator.tokenizer.eos_token = generator.tokenizer.convert_ids_to_tokens(free[0][k])
+    with ResultStore(tmp_path / "stop") as store:
+        first = generator.generate(prompts, store, "test")
+    assert first == [Generation(generator.tokenizer.decode(free[0][:k]), "stop"), cut[1]]
+    with ResultStore(tmp_path / "stop") as store:  # a restart reads the reasons back, computing nothing
+        generator.model = None
+        assert generator.generate(prompts, store, "test") == first
+        assert sorted(r["finish_reason"] for r in store.ok.values()) == ["length", "stop"]
+
+
+def test_rationales_cut_at_the_token_limit_are_kept_and_warned_about(monkeypatch, tmp_path, caplog):
+    monkeypatch.setenv("CODISTILL_TEST_KEY", "sk-test-secret")
+    codes = ["a <FILL-HERE>", "b <FILL-HERE>"]
+    with FakeOpenAI(chat=lambda prompt: "short" if prompt.startswith("MoonScript|a") else "a b c d e") as server:
+        client = LLMClient("gpt-test", base_url=server.base_url, api_key_env="CODISTILL_TEST_KEY", max_tokens=3)
+        with ResultStore(tmp_path) as store, caplog.at_level("WARNING"):
+            out = RationaleWriter(OpenAIGenerator(client), TEMPLATE).explain("MoonScript", codes, ["m", "m"], store)
+    assert out == ["short", "a b c"]
+    assert "1 of 2 rationale replies were cut" in caplog.text
+    assert "raise rationale.generator.client.max_tokens" in caplog.text
 
 
 def test_segments_too_long_for_the_teacher_context_name_the_fix(teacher, tmp_path):

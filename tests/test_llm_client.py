@@ -8,6 +8,7 @@ import pytest
 
 from codistill.errors import ConfigError
 from codistill.llm.client import LLMClient, Request, retry_after, retryable
+from codistill.llm.generated import Generation
 from codistill.llm.store import IncompleteError, ResultStore, content_key
 from codistill.teachers.openai import OpenAITeacher
 from openai_server import FakeOpenAI, FirstAttempts
@@ -45,7 +46,7 @@ def test_every_input_gets_exactly_one_result_through_every_fault(tmp_path):
         with ResultStore(tmp_path) as store:  # a second run pays for nothing
             assert _client(server).results(requests, store, "test") == answers
         assert sum(server.attempts.values()) == sum(attempts.values())
-    assert answers == [f"explained: {r.prompt[:20]}" for r in requests]
+    assert answers == [Generation(f"explained: {r.prompt[:20]}", "stop") for r in requests]
     assert set(injected) == {"429", "500", "slow", "malformed", "drop"}
     lines = [line for p in tmp_path.glob("part-*.jsonl") for line in p.read_text().splitlines()]
     assert len(lines) == len(requests)  # exactly one stored result per input, no failures in between
@@ -66,7 +67,7 @@ def test_requests_failing_every_attempt_are_recorded_then_retried_by_the_next_ru
             assert len(store.ok) == 3
             answers = _client(server, max_attempts=2).results(requests, store, "test")
         assert server.attempts[stubborn] == 4 and all(server.attempts[r.prompt] == 1 for r in requests[:2])
-    assert answers[2] == f"explained: {stubborn[:20]}"
+    assert answers[2].text == f"explained: {stubborn[:20]}"
 
 
 def test_usage_and_spend_are_summed_from_the_replies(tmp_path):
@@ -77,6 +78,33 @@ def test_usage_and_spend_are_summed_from_the_replies(tmp_path):
     words = sum(len(r.prompt.split()) for r in requests)
     assert (stats.done, stats.failed, stats.prompt_tokens, stats.completion_tokens) == (5, 0, words, 15)
     assert stats.spend == pytest.approx((words * 1.0 + 15 * 2.0) / 1e6)
+
+
+def test_finish_reasons_are_stored_counted_and_read_back_after_a_restart(tmp_path):
+    short = [Request(content_key("short", i), f"q{i}") for i in range(3)]  # "explained: q0": 2 words
+    long = [Request(content_key("long", i), f"a longer question {i}") for i in range(2)]  # 5 words
+    requests = [*short, *long]
+    with FakeOpenAI() as server:
+        with ResultStore(tmp_path) as store:
+            stats = _client(server, max_tokens=3).run(requests, store, "test")
+        with ResultStore(tmp_path) as store:  # a new process: everything comes from the store
+            answers = _client(server, max_tokens=3).results(requests, store, "test")
+            records = [store.ok[r.key] for r in requests]
+        assert sum(server.attempts.values()) == len(requests)
+    assert (stats.done, stats.truncated, stats.completion_tokens) == (5, 2, 3 * 3 + 2 * 3)
+    assert [a.finish_reason for a in answers] == ["stop"] * 3 + ["length"] * 2
+    assert [a.truncated for a in answers] == [False] * 3 + [True] * 2
+    assert answers[0].text == "explained: q0" and answers[3].text == "explained: a longer"  # cut after 3 words
+    assert [r["finish_reason"] for r in records] == ["stop"] * 3 + ["length"] * 2
+
+
+def test_a_record_of_an_older_run_without_a_finish_reason_reads_as_unknown(tmp_path):
+    request = Request(content_key("old", 0), "old prompt")
+    with ResultStore(tmp_path) as store:
+        store.put(request.key, "an old answer", usage={}, model="gpt-test")  # what runs before finish reasons wrote
+    with FakeOpenAI() as server, ResultStore(tmp_path) as store:
+        assert _client(server).results([request], store, "test") == [Generation("an old answer", None)]
+        assert server.requests == []
 
 
 def test_retry_after_headers_and_which_errors_are_retried():

@@ -59,6 +59,27 @@ def test_both_endpoints_reply_with_usage_and_are_counted():
     assert server.faults_injected == {} and server.errors == []
 
 
+def test_a_reply_longer_than_max_tokens_words_is_cut_with_finish_reason_length():
+    with FakeOpenAI(chat=lambda prompt: "one two\n  three four") as server, httpx.Client(timeout=5) as client:
+        body = {"model": "m", "messages": [{"role": "user", "content": "q"}]}
+        url = f"{server.base_url}/chat/completions"
+        cut = client.post(url, json={**body, "max_tokens": 3}, headers=HEADERS).json()
+        whole = client.post(url, json={**body, "max_tokens": 4}, headers=HEADERS).json()
+        unlimited = client.post(url, json=body, headers=HEADERS).json()
+        fim = complete(client, server, "p").json()  # one word of reply fits max_tokens=8
+    assert cut["choices"][0] == {
+        "index": 0,
+        "finish_reason": "length",
+        "message": {"role": "assistant", "content": "one two\n  three"},
+        "logprobs": None,
+    }
+    assert cut["usage"]["completion_tokens"] == 3
+    for reply in (whole, unlimited):
+        assert reply["choices"][0]["finish_reason"] == "stop"
+        assert reply["choices"][0]["message"]["content"] == "one two\n  three four"
+    assert fim["choices"][0]["finish_reason"] == "stop" and fim["choices"][0]["text"] == completion_text("p")
+
+
 def test_429_500_and_malformed_replies():
     with FakeOpenAI(faults=["429", "500", "malformed", None], retry_after=0.5) as server, httpx.Client() as client:
         limited = chat(client, server, "a")

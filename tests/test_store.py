@@ -8,6 +8,7 @@ import sys
 import pytest
 
 from codistill.errors import ConfigError
+from codistill.llm.generated import Generation
 from codistill.llm.store import ResultStore, cached_map, content_key, in_shard
 
 
@@ -82,14 +83,18 @@ def test_cached_map_computes_only_what_is_missing_in_chunks(tmp_path):
 
     def square(xs):
         calls.append(list(xs))
-        return [x * x for x in xs]
+        return [Generation(str(x * x), "length" if x > 3 else "stop") for x in xs]
 
     keys = [content_key("sq", x) for x in [1, 2, 3, 2, 4]]
+    want = [Generation("1", "stop"), Generation("4", "stop"), Generation("9", "stop"), Generation("4", "stop")]
     with ResultStore(tmp_path) as store:
-        assert cached_map(store, keys, [1, 2, 3, 2, 4], square, 2, "squares") == [1, 4, 9, 4, 16]
+        assert cached_map(store, keys, [1, 2, 3, 2, 4], square, 2, "squares") == [*want, Generation("16", "length")]
     assert calls == [[1, 2], [3, 4]]  # the repeated 2 is computed once
-    with ResultStore(tmp_path) as store:
-        assert cached_map(store, keys + [content_key("sq", 5)], [1, 2, 3, 2, 4, 5], square, 2, "squares")[-1] == 25
+    with ResultStore(tmp_path) as store:  # text and finish reason come back from the records
+        got = cached_map(store, keys + [content_key("sq", 5)], [1, 2, 3, 2, 4, 5], square, 2, "squares")
+        assert got[-2:] == [Generation("16", "length"), Generation("25", "length")]
+        store.put(content_key("sq", 6), "36")  # a record of a run before finish reasons
+        assert cached_map(store, [content_key("sq", 6)], [6], square, 2, "squares") == [Generation("36", None)]
     assert calls[-1] == [5]
 
 

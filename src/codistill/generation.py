@@ -8,6 +8,7 @@ from tqdm.auto import tqdm
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from codistill.errors import ConfigError
+from codistill.llm.generated import LENGTH, Generation
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -135,8 +136,14 @@ def generate_greedy(
     stop_ids: set[int],
     truncate_left: bool = False,
     desc: str = "generating",
-) -> list[str]:
-    """Greedy continuations of causal-LM `prompts`, each cut before its first stop token, decoded exactly."""
+) -> list[Generation]:
+    """Greedy continuations of causal-LM `prompts`, each cut before its first stop token, decoded exactly.
+    One that used all `max_new_tokens` without meeting a stop token was cut short: finish reason `length`,
+    else `stop` (a stop token takes a place, so a continuation that met one is shorter than the limit)."""
     inputs = encode_prompts(model, tokenizer, prompts, max_new_tokens, truncate_left)
     generated = generate_ids(model, inputs, pad_id_of(tokenizer), max_new_tokens, batch_size, stop_ids, desc=desc)
-    return [tokenizer.decode(ids[0], skip_special_tokens=False) for ids in generated]
+    greedy = [samples[0] for samples in generated]
+    return [
+        Generation(tokenizer.decode(ids, skip_special_tokens=False), LENGTH if len(ids) == max_new_tokens else "stop")
+        for ids in greedy
+    ]

@@ -7,6 +7,8 @@ teaches the student nothing or, worse, inflates its benchmark score. This module
 `(problem, solution)` pairs and drops the bad ones with a machine-readable reason, so a run can report
 what it threw away and why:
 
+- a reply cut at the generator's token limit (`finish_reason` "length") is dropped as `truncated` before
+  anything else: its code may still parse, but the exercise or its solution lost its end;
 - `split_exercise`: the first top-level function of a reply, split after its docstring (parsed with `ast`;
   model output is never executed here);
 - `reject_reason`: syntax, missing docstring, empty or placeholder body, length;
@@ -31,6 +33,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
+
+from codistill.llm.generated import LENGTH
 
 _FENCE = re.compile(r"^[ \t]*```[ \t]*([\w+-]*)[^\n]*\n(.*?)^[ \t]*```", re.DOTALL | re.MULTILINE)
 _FENCE_LINE = re.compile(r"^[ \t]*```.*$", re.MULTILINE)
@@ -385,7 +389,8 @@ def filter_exercises(
     """Split, check, decontaminate and deduplicate exercises, in input order.
 
     Each row holds `completion` (a raw model reply) and any metadata, which is carried along; a row without
-    `completion` but with `problem` and `solution` is checked as given. Per row: split (`no_function`,
+    `completion` but with `problem` and `solution` is checked as given. Per row: `truncated` (its
+    `finish_reason` is "length": the reply was cut at the token limit), split (`no_function`,
     `syntax`, `no_docstring`, `unsplittable`), `reject_reason`, contamination (`contaminated`: the row shares
     at least one word `contamination_ngram`-gram with a reference and at least `contamination_threshold` of
     its n-grams with it; `references` defaults to HumanEval's prompts + canonical solutions), then exact
@@ -407,6 +412,9 @@ def filter_exercises(
         counts[reason] += 1
 
     for index, row in enumerate(rows):
+        if row.get("finish_reason") == LENGTH:
+            drop(row, index, "truncated")
+            continue
         if row.get("completion") is None and "problem" in row and "solution" in row:
             split: tuple[str, str] | str = (row["problem"], row["solution"])
         else:

@@ -1,13 +1,16 @@
 """The topic tree and the exercise prompts built from it.
 
 Root topics (42 bundled) are expanded by an LLM into subtopics (10 each) and those into leaves (5 each).
-Every leaf is then paired with `partners` leaves under other subtopics, and each pair gets a profession
-drawn from a list, so the exercises spread over many combinations. Everything is seeded by content
+Every leaf is then paired with `partners` leaves under other subtopics, and each pair gets
+`professions_per_combo` distinct professions drawn from a list, one prompt each, so the exercises spread over
+many combinations: the bundled 42 x 10 x 5 tree gives 2,100 leaves x 200 partners = 420k pairs, and 5
+professions per pair the 2M prompts of the original recipe. Everything is seeded by content
 (codistill.data.fim.stable_rng), so the same config selects the same prompts after a restart.
 """
 
 import json
 import re
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,11 +47,11 @@ def expand_tree(
 ) -> dict[str, dict[str, list[str]]]:
     """{root: {subtopic: [leaf, ...]}}: two rounds of LLM calls, each answer stored as it arrives."""
     subs = generator.generate([template.text.format(topic=r, n=subtopics) for r in roots], store, "subtopics")
-    tree = {root: {s: [] for s in parse_list(reply, subtopics)} for root, reply in zip(roots, subs, strict=True)}
+    tree = {root: {s: [] for s in parse_list(g.text, subtopics)} for root, g in zip(roots, subs, strict=True)}
     pairs = [(root, sub) for root, children in tree.items() for sub in children]
     prompts = [template.text.format(topic=f"{sub} (in {root})", n=leaves) for root, sub in pairs]
     for (root, sub), reply in zip(pairs, generator.generate(prompts, store, "leaf topics"), strict=True):
-        tree[root][sub] = parse_list(reply, leaves)
+        tree[root][sub] = parse_list(reply.text, leaves)
     return tree
 
 
@@ -67,25 +70,37 @@ def leaves_of(tree: dict[str, dict[str, list[str]]]) -> list[Leaf]:
     return [Leaf(root, sub, leaf) for root, subs in tree.items() for sub, leaves in subs.items() for leaf in leaves]
 
 
-def combinations(tree: dict, professions: list[str], partners: int, n_prompts: int | None, seed: int) -> list[dict]:
-    """Each leaf with `partners` leaves under other subtopics and a profession per pair; the first
-    `n_prompts` of a seeded order. A function of (tree, professions, seed) only."""
+def combinations(
+    tree: dict,
+    professions: list[str],
+    partners: int,
+    n_prompts: int | None,
+    seed: int,
+    professions_per_combo: int = 1,
+) -> list[dict]:
+    """Each leaf with `partners` leaves under other subtopics and `professions_per_combo` distinct professions
+    per pair, a row each; the first `n_prompts` of a seeded order. A function of (tree, professions, seed)
+    only. One profession per pair draws exactly what `rng.choice` drew before the option existed."""
     leaves = leaves_of(tree)
     rows = []
     for leaf in leaves:
         rng = stable_rng(seed, "partners", leaf.path)
         others = [o for o in leaves if (o.root, o.subtopic) != (leaf.root, leaf.subtopic)]
         for other in rng.sample(others, min(partners, len(others))):
-            rows.append(
-                {
-                    "topic": leaf.path,
-                    "other_topic": other.path,
-                    "profession": rng.choice(professions),
-                }
-            )
+            for profession in rng.sample(professions, professions_per_combo):
+                rows.append({"topic": leaf.path, "other_topic": other.path, "profession": profession})
     order = stable_rng(seed, "order")
     order.shuffle(rows)
     return rows[:n_prompts] if n_prompts else rows
+
+
+def prompt_capacity(tree: dict, partners: int, professions_per_combo: int) -> int:
+    """How many prompts `combinations` can give before `n_prompts` cuts: per leaf, min(partners, leaves
+    under other subtopics), times `professions_per_combo`."""
+    leaves = leaves_of(tree)
+    siblings = Counter((leaf.root, leaf.subtopic) for leaf in leaves)
+    pairs = sum(min(partners, len(leaves) - siblings[leaf.root, leaf.subtopic]) for leaf in leaves)
+    return pairs * professions_per_combo
 
 
 def exercise_prompts(rows: list[dict], template: PromptTemplate) -> list[str]:

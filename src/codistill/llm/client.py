@@ -4,8 +4,9 @@ Requests run concurrently up to `max_concurrency`, under optional requests- and 
 limits (aiolimiter). A request that fails with 429, 5xx, a timeout, a dropped connection or a malformed
 reply is retried with exponential backoff and jitter (tenacity), waiting what a `Retry-After` header
 asks for when there is one. Every outcome goes to a `ResultStore` the moment it arrives: an answer as
-`ok`, a request that failed all its attempts as `error` (retried by the next run). The progress bar
-shows done / failed / remaining, requests per second and the spend so far.
+`ok` with its `finish_reason`, a request that failed all its attempts as `error` (retried by the next
+run). The progress bar shows done / failed / truncated (cut at `max_tokens`) / remaining, requests per
+second and the spend so far.
 
 The API key is read from the environment variable `api_key_env` only; it is never stored, logged or
 written anywhere by codistill.
@@ -24,6 +25,7 @@ from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait
 from tqdm.auto import tqdm
 
 from codistill.errors import ConfigError
+from codistill.llm.generated import LENGTH, Generation
 from codistill.llm.store import IncompleteError, ResultStore
 
 CONNECTIONS_PER_CLIENT = 16
@@ -43,6 +45,7 @@ class Request:
 class RunStats:
     done: int = 0
     failed: int = 0
+    truncated: int = 0  # answers cut at max_tokens (finish_reason 'length')
     attempts: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
@@ -87,7 +90,7 @@ class LLMClient:
         max_attempts: int = 6,
         backoff_initial: float = 1.0,
         backoff_max: float = 60.0,
-        max_tokens: int = 256,
+        max_tokens: int = 1024,
         temperature: float = 0.0,
         prices: dict | None = None,
     ):
@@ -113,7 +116,7 @@ class LLMClient:
         pending = list({r.key: r for r in requests if r.key not in store}.values())
         return asyncio.run(self._run(pending, store, desc))
 
-    def results(self, requests: list[Request], store: ResultStore, desc: str) -> list[str]:
+    def results(self, requests: list[Request], store: ResultStore, desc: str) -> list[Generation]:
         """The answer to every request, in order: stored ones reused, the rest sent. Raises
         IncompleteError, after storing all it got, when some request failed all its attempts."""
         stats = self.run(requests, store, desc)
@@ -125,7 +128,7 @@ class LLMClient:
                 f"{self.max_attempts} attempts (e.g. {example}); everything else is saved in {store.dir}: run the "
                 f"same command again to retry only those ({stats.done} answered in this run)"
             )
-        return [store.ok[r.key]["result"] for r in requests]
+        return [Generation.from_record(store.ok[r.key]) for r in requests]
 
     def _wait(self, state) -> float:
         hinted = retry_after(state.outcome.exception())
@@ -171,7 +174,7 @@ class LLMClient:
             text = choice["text"] if request.kind == "completion" else choice["message"]["content"]
             if not isinstance(text, str):
                 raise ValueError("the reply has no text")
-            return text, data.get("usage") or {}
+            return text, data.get("usage") or {}, choice.get("finish_reason")
 
         async def one(n: int, request: Request) -> None:
             async with limit:
@@ -182,20 +185,27 @@ class LLMClient:
                         retry=retry_if_exception(retryable),
                         reraise=True,
                     )
-                    text, usage = await retrying(call, request, clients[n % len(clients)])
+                    text, usage, reason = await retrying(call, request, clients[n % len(clients)])
                 except Exception as exc:  # noqa: BLE001 - recorded, retried by the next run
                     stats.failed += 1
                     stats.errors.append(f"{type(exc).__name__}: {exc}")
                     store.put(request.key, error=f"{type(exc).__name__}: {exc}", model=self.model)
                 else:
                     stats.done += 1
+                    stats.truncated += reason == LENGTH
                     usage = {k: usage.get(k) or 0 for k in ("prompt_tokens", "completion_tokens")}
                     self._account(stats, usage)
-                    store.put(request.key, text, usage=usage, model=self.model)
+                    store.put(request.key, text, usage=usage, model=self.model, finish_reason=reason)
             bar.update()
             if time.perf_counter() - shown[0] > 0.5 or stats.done + stats.failed == len(pending):  # cheap at 300 req/s
                 shown[0] = time.perf_counter()
-                bar.set_postfix(done=stats.done, failed=stats.failed, spend=self._spend_text(stats), refresh=False)
+                bar.set_postfix(
+                    done=stats.done,
+                    failed=stats.failed,
+                    truncated=stats.truncated,
+                    spend=self._spend_text(stats),
+                    refresh=False,
+                )
 
         try:
             await asyncio.gather(*(one(n, r) for n, r in enumerate(pending)))

@@ -21,6 +21,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from codistill.errors import ConfigError
+from codistill.llm.generated import Generation
 
 
 def content_key(*parts) -> str:
@@ -141,12 +142,12 @@ def cached_map(
     store: ResultStore,
     keys: Sequence[str],
     inputs: Sequence,
-    compute: Callable[[list], list],
+    compute: Callable[[list], list[Generation]],
     chunk_size: int,
     desc: str,
-) -> list:
-    """`compute` over the inputs whose key the store lacks, `chunk_size` at a time, each chunk stored as
-    soon as it is done; returns the stored result for every key, in order."""
+) -> list[Generation]:
+    """`compute` over the inputs whose key the store lacks, `chunk_size` at a time, each chunk stored (text
+    and finish reason) as soon as it is done; returns the stored generation for every key, in order."""
     pending, seen = [], set()
     for i, key in enumerate(keys):
         if key not in store and key not in seen:
@@ -154,6 +155,6 @@ def cached_map(
             pending.append(i)
     for start in tqdm(range(0, len(pending), chunk_size), desc=desc, unit="chunk", disable=not pending):
         chunk = pending[start : start + chunk_size]
-        for i, result in zip(chunk, compute([inputs[i] for i in chunk]), strict=True):
-            store.put(keys[i], result)
-    return [store.ok[key]["result"] for key in keys]
+        for i, generation in zip(chunk, compute([inputs[i] for i in chunk]), strict=True):
+            store.put(keys[i], generation.text, finish_reason=generation.finish_reason)
+    return [Generation.from_record(store.ok[key]) for key in keys]

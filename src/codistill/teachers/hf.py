@@ -2,6 +2,7 @@
 
 from codistill.data.fim import FIMTokens
 from codistill.generation import context_length, generate_greedy, load_causal_lm, stop_ids
+from codistill.llm.generated import Generation
 from codistill.llm.store import ResultStore, cached_map, content_key
 from codistill.teachers.base import FIMTeacher
 
@@ -46,9 +47,10 @@ class HFTeacher(FIMTeacher):
         """The middle for each (prefix, suffix); computed `chunk_size` prompts at a time, each chunk stored."""
         prompts = [self.fim.psm(p, s) for p, s in zip(prefixes, suffixes, strict=True)]
         keys = [content_key("teacher", self.name_or_path, self.max_new_tokens, p) for p in prompts]
-        return cached_map(store, keys, prompts, self._generate, self.chunk_size, f"teacher {self.name}")
+        generations = cached_map(store, keys, prompts, self._generate, self.chunk_size, f"teacher {self.name}")
+        return [g.text for g in generations]
 
-    def _generate(self, prompts: list[str]) -> list[str]:
+    def _generate(self, prompts: list[str]) -> list[Generation]:
         return generate_greedy(
             self.model,
             self.tokenizer,

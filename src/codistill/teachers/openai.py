@@ -25,4 +25,4 @@ class OpenAITeacher(FIMTeacher):
             Request(content_key("teacher", self.client.model, self.max_new_tokens, p), p, "completion", self.stops)
             for p in prompts
         ]
-        return self.client.results(requests, store, "teacher")
+        return [g.text for g in self.client.results(requests, store, "teacher")]
