@@ -50,8 +50,8 @@ from transformers import (  # noqa: E402
 )
 from transformers.utils import logging as hf_logging  # noqa: E402
 
-from codistill.data.cache import cached_dataset  # noqa: E402
 from codistill.config import CONFIG_DIR  # noqa: E402
+from codistill.data.cache import cached_dataset  # noqa: E402
 from codistill.errors import build  # noqa: E402
 from codistill.losses import LabelOnlyLoss  # noqa: E402
 from codistill.models.loading import load_student  # noqa: E402
