@@ -51,7 +51,6 @@ from transformers import (  # noqa: E402
 from transformers.utils import logging as hf_logging  # noqa: E402
 
 from codistill.config import CONFIG_DIR  # noqa: E402
-from codistill.data.cache import cached_dataset  # noqa: E402
 from codistill.errors import build  # noqa: E402
 from codistill.losses import LabelOnlyLoss  # noqa: E402
 from codistill.models.loading import load_student  # noqa: E402
@@ -214,7 +213,7 @@ def main() -> None:
     args.seed = cfg.seed
     student_dir = tiny_t5(str(cache))
     tokenizer = load_student(student_dir).tokenizer
-    datamodule = build(cfg.data, tokenizer=tokenizer, dataset_dir=cached_dataset(cfg))
+    datamodule = build(cfg.data, tokenizer=tokenizer, dataset_dir=build(cfg.data.source).cached())
     datamodule.setup("fit")
     train = datamodule.splits["train"]
     features = train.select_columns(["label_input_ids", "label_labels"]).rename_columns(

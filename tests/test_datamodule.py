@@ -3,10 +3,9 @@
 import pytest
 import torch
 
-from codistill.data.cache import cached_dataset
 from codistill.data.datamodule import FIMDataModule
 from codistill.data.formatting import FIM_MIDDLE, FIM_PREFIX, FIM_SUFFIX, LABEL_TASK, encode_fim_input
-from codistill.errors import ConfigError
+from codistill.errors import ConfigError, build
 from codistill.models.loading import load_student
 from conftest import compose_config
 
@@ -18,7 +17,7 @@ def student(tiny_student_dir):
 
 @pytest.fixture(scope="module")
 def dataset_dir(tmp_path_factory, cache_dir):
-    return cached_dataset(compose_config("train", tmp_path_factory.mktemp("dm"), cache_dir))
+    return build(compose_config("train", tmp_path_factory.mktemp("dm"), cache_dir).data.source).cached()
 
 
 def _module(dataset_dir, student, **kwargs):

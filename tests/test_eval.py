@@ -1,16 +1,15 @@
 """codistill-eval: tasks scored by execution on real data, with oracle and tiny models."""
 
-import gzip
 import json
 
 import pytest
 
 from codistill.apps.eval import evaluate
 from codistill.apps.train import train
-from codistill.data.cache import cached_dataset
-from codistill.errors import ConfigError
+from codistill.errors import ConfigError, build
 from codistill.eval.models import cut_at_stop_strings
-from codistill.eval.tasks import HumanEvalTask, InfillingTask, SandboxSettings, pass_at_k
+from codistill.eval.sandbox import SandboxSettings
+from codistill.eval.tasks import HumanEvalTask, InfillingTask, pass_at_k
 from conftest import compose_config
 
 SANDBOX = SandboxSettings(workers=2, timeout=10.0)
@@ -29,11 +28,6 @@ class Oracle:
 
     def infill(self, prefixes, suffixes, sampling):
         return [[self.answers.get(p + "\0" + s, "")] * sampling.n for p, s in zip(prefixes, suffixes, strict=True)]
-
-
-def _infilling_tasks(path, limit=None):
-    with gzip.open(path, "rt") as f:
-        return [json.loads(line) for line in f][:limit]
 
 
 def test_pass_at_k_is_the_unbiased_estimator():
@@ -70,25 +64,24 @@ def test_sampled_pass_at_k_counts_every_sample():
 
 @pytest.mark.parametrize("name, limit", [("SingleLine", None), ("MultiLine", 400)])
 def test_canonical_infilling_middles_pass_and_match(infilling_dir, name, limit):
-    path = infilling_dir / f"HumanEval-{name}Infilling.jsonl.gz"
-    tasks = _infilling_tasks(path, limit)
-    answers = {t["prompt"] + "\0" + t["suffix"]: t["canonical_solution"] for t in tasks}
-    result = InfillingTask(name, str(path), limit).run(Oracle(answers), SANDBOX)
+    task = InfillingTask(name, str(infilling_dir / f"HumanEval-{name}Infilling.jsonl.gz"), limit)
+    answers = {t["prompt"] + "\0" + t["suffix"]: t["canonical_solution"] for t in task.tasks()}
+    assert len(answers) == (1033 if limit is None else limit)
+    result = task.run(Oracle(answers), SANDBOX)
     assert result.metrics == {"pass@1": 1.0, "exact_match": 1.0}
-    empty = InfillingTask(name, str(path), 30).run(Oracle({}), SANDBOX)
+    empty = InfillingTask(name, str(task.path), 30).run(Oracle({}), SANDBOX)
     assert empty.metrics["exact_match"] == 0.0 and empty.metrics["pass@1"] < 0.2
 
 
 @pytest.mark.slow
 def test_every_multiline_canonical_middle_passes(infilling_dir):
-    path = infilling_dir / "HumanEval-MultiLineInfilling.jsonl.gz"
-    tasks = _infilling_tasks(path)
-    answers = {t["prompt"] + "\0" + t["suffix"]: t["canonical_solution"] for t in tasks}
-    assert InfillingTask("multi", str(path)).run(Oracle(answers), SANDBOX).metrics["pass@1"] == 1.0
+    task = InfillingTask("multi", str(infilling_dir / "HumanEval-MultiLineInfilling.jsonl.gz"))
+    answers = {t["prompt"] + "\0" + t["suffix"]: t["canonical_solution"] for t in task.tasks()}
+    assert len(answers) == 5815 and task.run(Oracle(answers), SANDBOX).metrics["pass@1"] == 1.0
 
 
 def test_eval_app_scores_the_tiny_teacher_on_every_task(tmp_path, cache_dir, infilling_dir):
-    dataset_dir = cached_dataset(compose_config("train", tmp_path, cache_dir))
+    dataset_dir = build(compose_config("train", tmp_path, cache_dir).data.source).cached()
     cfg = compose_config(
         "eval",
         tmp_path,

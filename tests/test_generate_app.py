@@ -8,8 +8,7 @@ from datasets import DatasetDict, load_from_disk
 
 from codistill.apps.generate import generate
 from codistill.data.build import COLUMNS
-from codistill.data.cache import cached_dataset
-from codistill.errors import ConfigError
+from codistill.errors import ConfigError, build
 from conftest import compose_config
 
 
@@ -54,12 +53,12 @@ def test_generation_is_reproducible(generated, tmp_path, cache_dir):
 
 def test_train_reuses_a_cached_dataset_keyed_by_config(tmp_path, cache_dir):
     cfg = compose_config("train", tmp_path, cache_dir, ["dataset.corpus.max_files=2"])
-    path = cached_dataset(cfg)
+    path = build(cfg.data.source).cached()
     stamp = (tmp_path / "data").stat().st_mtime_ns, sorted(p.name for p in (tmp_path / "data").iterdir())
-    assert cached_dataset(cfg) == path
+    assert build(cfg.data.source).cached() == path
     assert ((tmp_path / "data").stat().st_mtime_ns, sorted(p.name for p in (tmp_path / "data").iterdir())) == stamp
     other = compose_config("train", tmp_path, cache_dir, ["dataset.corpus.max_files=2", "seed=7"])
-    assert cached_dataset(other) != path
+    assert build(other.data.source).cached() != path
 
 
 def test_local_stack_jsonl_gz_with_real_moonscript(shared_data, tmp_path, cache_dir):

@@ -10,7 +10,6 @@ from omegaconf import DictConfig, OmegaConf
 
 from codistill.config import CONFIG_DIR
 from codistill.errors import ConfigError, build, exit_on_config_error
-from codistill.eval.report import print_table
 from codistill.exercises.filter import filter_exercises, write_jsonl
 from codistill.exercises.report import diversity_report
 from codistill.exercises.topics import (
@@ -24,6 +23,7 @@ from codistill.exercises.topics import (
 from codistill.llm.generated import warn_truncated
 from codistill.llm.store import ResultStore
 from codistill.rationales.template import PromptTemplate
+from codistill.tables import print_table
 
 log = logging.getLogger(__name__)
 

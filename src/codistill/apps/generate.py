@@ -7,10 +7,9 @@ from datasets import DatasetDict
 from omegaconf import DictConfig
 
 from codistill.config import CONFIG_DIR
-from codistill.data.cache import build_dataset
-from codistill.errors import ConfigError, exit_on_config_error, require
+from codistill.errors import ConfigError, build, exit_on_config_error, require
 from codistill.eval.metrics import fim_metrics
-from codistill.eval.report import print_table
+from codistill.tables import print_table
 
 log = logging.getLogger(__name__)
 
@@ -27,9 +26,14 @@ def summarize(data: DatasetDict) -> dict[str, dict[str, float]]:
 
 def generate(cfg: DictConfig) -> DatasetDict | None:
     require(cfg, "dataset", "teacher", "rationale")
+    if "source" not in cfg.data:
+        raise ConfigError(
+            f"codistill-generate builds recipe 1's FIM dataset, but this config trains on {cfg.data._target_}: "
+            "use data=fim (recipe 2's data comes from codistill-exercises)"
+        )
     if not cfg.save_local and not cfg.push_to_hub:
         raise ConfigError("save_local and push_to_hub are both null: set one, or the dataset is thrown away")
-    data = build_dataset(cfg, shard=(int(cfg.shard.index), int(cfg.shard.count)))
+    data = build(cfg.data.source).build(shard=(int(cfg.shard.index), int(cfg.shard.count)))
     if data is None:
         log.info(
             "shard %s of %s is labelled; once every shard is, run with shard.count=1 to assemble the dataset",

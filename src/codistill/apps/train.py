@@ -1,25 +1,21 @@
-"""codistill-train: dataset (built or reused) -> student training -> metrics and a saved student."""
+"""codistill-train: instantiate, fit, validate, export the student, return the metric sweeps optimise."""
 
-import json
 import logging
 from pathlib import Path
 
 import hydra
 import pytorch_lightning as pl
-import wandb
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.loggers import WandbLogger
 from pytorch_lightning.strategies import DeepSpeedStrategy
 
 from codistill.config import CONFIG_DIR, loggable
-from codistill.data.cache import cached_dataset
 from codistill.distributed import start_ranks
 from codistill.errors import ConfigError, build, exit_on_config_error, require
-from codistill.eval.report import markdown_table, print_table, write_report
-from codistill.eval.tasks import SandboxSettings
-from codistill.models.export import on_evaluation_device, save_student, trained_model
+from codistill.eval.report import write_report
+from codistill.models.export import export_student, on_evaluation_device, write_summary
 
 log = logging.getLogger(__name__)
 
@@ -28,14 +24,11 @@ def train(cfg: DictConfig) -> float:
     """Train the student and return the validation metric `cfg.monitor` of the saved student."""
     require(cfg)
     check_launch(cfg)
-    rank, world = start_ranks(cfg)
+    start_ranks(cfg)
     pl.seed_everything(cfg.seed, workers=True)
-    extra = {"loss": build(cfg.loss)} if cfg.get("loss") else {}  # validated before any expensive step
-    data_args = {}
-    if "dataset_dir" in cfg.data and not cfg.data.dataset_dir:  # recipe 1: build or reuse the FIM dataset
-        data_args["dataset_dir"] = cached_dataset(cfg, rank, world)
+    extra = {"loss": build(cfg.loss)} if cfg.get("loss") else {}  # validated before the student loads
     student = build(cfg.student)
-    datamodule = build(cfg.data, tokenizer=student.tokenizer, **data_args)
+    datamodule = build(cfg.data, tokenizer=student.tokenizer)
     module = build(cfg.model, model=student.model, tokenizer=student.tokenizer, **extra)
     callbacks = [build(c) for c in (cfg.get("callbacks") or {}).values()]
     loggers = [build(c) for c in (cfg.get("logger") or {}).values()]
@@ -48,7 +41,15 @@ def train(cfg: DictConfig) -> float:
     metrics = trainer.validate(module, datamodule=datamodule, ckpt_path=best or None, verbose=False)[0]
     checkpoint = best or final_checkpoint(trainer, cfg)
     if trainer.is_global_zero:
-        export(cfg, student, module, metrics, checkpoint, trainer)
+        out = Path(cfg.paths.output_dir)
+        log_model = bool(OmegaConf.select(cfg, "logger.wandb.log_model", default=False))
+        model = export_student(module, student.tokenizer, checkpoint, trainer, out / "student", log_model)
+        scores = score_after_training(cfg, module, model)
+        predictions = getattr(module, "predictions", [])
+        write_summary(
+            out, metrics, predictions, student=str(out / "student"), after_training=scores, checkpoint=checkpoint
+        )
+        log.info("saved the student to %s", out / "student")
     for logger in loggers:
         if isinstance(logger, WandbLogger):  # the next job of a multirun starts its own run
             logger.experiment.finish()
@@ -80,42 +81,13 @@ def final_checkpoint(trainer: pl.Trainer, cfg: DictConfig) -> str:
 
 
 def score_after_training(cfg: DictConfig, module, model) -> dict[str, dict[str, float]]:
-    """Run `after_training` tasks on the exported student; the report goes to <output_dir>/eval."""
+    """Run `after_training` tasks on the exported student, the way its module says it is evaluated; the
+    report goes to <output_dir>/eval."""
     if not cfg.get("after_training"):
         return {}
-    scored = module.as_evaluated(on_evaluation_device(model))
-    results = [build(task).run(scored, SandboxSettings()) for task in cfg.after_training.values()]
+    scored, sandbox = module.as_evaluated(on_evaluation_device(model)), build(cfg.sandbox)
+    results = [build(task).run(scored, sandbox) for task in cfg.after_training.values()]
     return write_report(Path(cfg.paths.output_dir) / "eval", results, "student after training")
-
-
-def export(cfg: DictConfig, student, module, metrics: dict, checkpoint: str, trainer) -> None:
-    """The student as a `save_pretrained` folder, plus metrics.json, predictions.jsonl and metrics.md,
-    and the scores of the `after_training` tasks; uploaded to wandb as an artifact with log_model."""
-    out = Path(cfg.paths.output_dir)
-    student_dir = out / "student"
-    model = trained_model(module, checkpoint, trainer.strategy)
-    save_student(model, student.tokenizer, student_dir)
-    for logger in trainer.loggers:
-        if isinstance(logger, WandbLogger) and logger._log_model:
-            artifact = wandb.Artifact(f"student-{logger.experiment.id}", type="model", metadata=metrics)
-            artifact.add_dir(str(student_dir))
-            logger.experiment.log_artifact(artifact)
-    metrics = {k: float(v) for k, v in metrics.items()}
-    summary = {
-        "metrics": metrics,
-        "student": str(student_dir),
-        "after_training": score_after_training(cfg, module, model),
-        "checkpoint": checkpoint,
-        "validation_rows": len(getattr(module, "predictions", [])),
-    }
-    (out / "metrics.json").write_text(json.dumps(summary, indent=2))
-    with open(out / "predictions.jsonl", "w", encoding="utf-8") as f:
-        for row in getattr(module, "predictions", []):
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
-    rows = {"student (val)": {k.removeprefix("val/"): v for k, v in metrics.items()}}
-    (out / "metrics.md").write_text(markdown_table(rows))
-    print_table("validation", rows)
-    log.info("saved the student to %s", student_dir)
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")

@@ -1,15 +1,17 @@
-"""The distillation dataset of a config, built once and cached under `paths.data_dir`.
+"""The distillation dataset of recipe 1, built once and cached under `paths.data_dir`.
 
-The folder name carries a hash of everything that decides the content (`dataset`, `teacher`,
-`rationale`, `seed`), so a second run with the same config pays for nothing and a changed config never
-reads a stale dataset. A folder appears only complete (written beside, then renamed). Under a launch of
-several ranks each rank labels its shard of the segments (the teacher runs on every GPU at once), the
-ranks wait for each other, rank 0 assembles and saves, and the others then load what it saved.
+`DistillationSource` holds what decides the dataset (the corpus and its segmenting, the teacher, the
+rationale writer, the seed) and names its folder after a hash of exactly that, so a second run with the
+same config pays for nothing and a changed config never reads a stale dataset. A folder appears only
+complete (written beside, then renamed). Under a launch of several ranks each rank labels its shard of the
+segments (the teacher runs on every GPU at once), the ranks wait for each other, rank 0 assembles and
+saves, and the others then load what it saved.
 """
 
 import hashlib
 import logging
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 from datasets import DatasetDict
@@ -23,60 +25,61 @@ from codistill.llm.store import ResultStore
 log = logging.getLogger(__name__)
 
 
-def build_dataset(cfg: DictConfig, shard: tuple[int, int] = (0, 1)) -> DatasetDict | None:
-    """The dataset of this config; with shard (i, n), n > 1, only shard i is labelled and None is
-    returned (see build_fim_dataset). Shard i writes to the result store as writer i."""
-    if not 0 <= shard[0] < shard[1]:
-        raise ConfigError(f"shard.index={shard[0]} must be in [0, shard.count={shard[1]})")
-    corpus = build(cfg.dataset.corpus)
-    teacher = build(cfg.teacher)
-    rationale = build(cfg.rationale)
-    container = OmegaConf.to_container(cfg.dataset, resolve=True)
-    with ResultStore(cfg.paths.store_dir, writer=str(shard[0])) as store:
-        return build_fim_dataset(
-            corpus,
-            teacher,
-            rationale,
-            store,
-            cfg.dataset.language,
-            container["segment"],
-            container["fim"],
-            cfg.dataset.validation_size,
-            cfg.seed,
-            shard,
-        )
+@dataclass
+class DistillationSource:
+    """The `source` of `data=fim` (and what `codistill-generate` builds)."""
 
+    dataset: DictConfig
+    teacher: DictConfig
+    rationale: DictConfig
+    seed: int
+    data_dir: str
+    store_dir: str
 
-def dataset_key(cfg: DictConfig) -> str:
-    """A stable hash of everything that decides the dataset's content."""
-    parts = {k: OmegaConf.to_container(cfg[k], resolve=True) for k in ("dataset", "teacher", "rationale")}
-    parts["seed"] = cfg.seed
-    return hashlib.sha256(OmegaConf.to_yaml(OmegaConf.create(parts)).encode("utf-8")).hexdigest()[:12]
+    def key(self) -> str:
+        """A stable hash of everything that decides the dataset's content."""
+        parts = {"dataset": self.dataset, "teacher": self.teacher, "rationale": self.rationale, "seed": self.seed}
+        return hashlib.sha256(OmegaConf.to_yaml(OmegaConf.create(parts)).encode("utf-8")).hexdigest()[:12]
 
+    def folder(self) -> Path:
+        return Path(self.data_dir) / f"{self.dataset.name}-{self.teacher.name}-{self.key()}"
 
-def cached_dataset(cfg: DictConfig, rank: int = 0, world: int = 1) -> str:
-    """The folder of this config's dataset under paths.data_dir, built on first use. Every rank of a
-    launch of `world` processes calls it; all return once rank 0 has saved the dataset."""
-    target = Path(cfg.paths.data_dir) / f"{cfg.dataset.name}-{cfg.teacher.name}-{dataset_key(cfg)}"
-    if not _complete(target):
+    def build(self, shard: tuple[int, int] = (0, 1)) -> DatasetDict | None:
+        """The dataset; with shard (i, n), n > 1, only shard i is labelled and None is returned (see
+        build_fim_dataset). Shard i writes to the result store as writer i."""
+        if not 0 <= shard[0] < shard[1]:
+            raise ConfigError(f"shard.index={shard[0]} must be in [0, shard.count={shard[1]})")
+        corpus, teacher, rationale = build(self.dataset.corpus), build(self.teacher), build(self.rationale)
+        dataset = OmegaConf.to_container(self.dataset, resolve=True)
+        with ResultStore(self.store_dir, writer=str(shard[0])) as store:
+            return build_fim_dataset(
+                corpus,
+                teacher,
+                rationale,
+                store,
+                self.dataset.language,
+                dataset["segment"],
+                dataset["fim"],
+                self.dataset.validation_size,
+                self.seed,
+                shard,
+            )
+
+    def cached(self, rank: int = 0, world: int = 1) -> str:
+        """The dataset's folder, built on first use. Every rank of a launch of `world` processes calls it;
+        all return once rank 0 has saved the dataset."""
+        target = self.folder()
+        if (target / "dataset_dict.json").is_file():
+            log.info("reusing the distillation dataset in %s", target)
+            return str(target)
         if world > 1:
-            build_dataset(cfg, shard=(rank, world))
+            self.build(shard=(rank, world))
             barrier()
         if rank == 0:
-            _save(build_dataset(cfg), target)
+            tmp = target.with_name(f".{target.name}.tmp")
+            shutil.rmtree(tmp, ignore_errors=True)
+            self.build().save_to_disk(str(tmp))
+            tmp.rename(target)
+            log.info("saved the distillation dataset to %s", target)
         barrier()
-    else:
-        log.info("reusing the distillation dataset in %s", target)
-    return str(target)
-
-
-def _complete(target: Path) -> bool:
-    return (target / "dataset_dict.json").is_file()
-
-
-def _save(data: DatasetDict, target: Path) -> None:
-    tmp = target.with_name(f".{target.name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    data.save_to_disk(str(tmp))
-    tmp.rename(target)
-    log.info("saved the distillation dataset to %s", target)
+        return str(target)

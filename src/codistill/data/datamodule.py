@@ -16,6 +16,7 @@ from torch.utils.data import BatchSampler, DataLoader
 from codistill.data.batching import EpochShuffle, LengthGroupedBatchSampler, epoch_batches, padding_fraction_of
 from codistill.data.build import COLUMNS
 from codistill.data.formatting import LABEL_TASK, RATIONALE_TASK, encode_fim_input
+from codistill.distributed import rank_and_world
 from codistill.errors import ConfigError
 
 LABEL_COLUMNS = {"teacher": "santacoder_outputs", "ground_truth": "label_middles"}
@@ -26,7 +27,8 @@ IGNORE_INDEX = -100
 
 
 class FIMDataModule(pl.LightningDataModule):
-    """Loads a saved distillation `DatasetDict` and yields batches
+    """Loads a saved distillation `DatasetDict` (`dataset_dir`, or the one `source` builds: see
+    codistill.data.cache) and yields batches
     `{"label": {...}, "rationale": {...}, "middle": [...], "teacher_middle": [...]}` whose model inputs
     are padded with the pad id and whose labels are padded with -100.
 
@@ -36,7 +38,7 @@ class FIMDataModule(pl.LightningDataModule):
 
     def __init__(
         self,
-        dataset_dir: str,
+        dataset_dir: str | None,
         tokenizer,
         label_source: str = "teacher",
         micro_batch_size: int = 8,
@@ -48,11 +50,15 @@ class FIMDataModule(pl.LightningDataModule):
         drop_empty_labels: bool = True,
         seed: int = 1234,
         group_by_length: bool = True,
+        source=None,
     ):
         super().__init__()
         if label_source not in LABEL_COLUMNS:
             raise ConfigError(f"data.label_source={label_source!r} is not one of: {', '.join(LABEL_COLUMNS)}")
-        self.dataset_dir, self.tokenizer, self.label_column = dataset_dir, tokenizer, LABEL_COLUMNS[label_source]
+        if dataset_dir is None and source is None:
+            raise ConfigError("data.dataset_dir and data.source are both null: name a saved dataset or a source")
+        self.dataset_dir, self.source = dataset_dir, source
+        self.tokenizer, self.label_column = tokenizer, LABEL_COLUMNS[label_source]
         self.micro_batch_size, self.eval_batch_size, self.num_workers = micro_batch_size, eval_batch_size, num_workers
         self.max_source_length, self.max_target_length = max_source_length, max_target_length
         self.max_rationale_length, self.drop_empty_labels = max_rationale_length, drop_empty_labels
@@ -64,6 +70,8 @@ class FIMDataModule(pl.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.splits is not None:
             return
+        if self.dataset_dir is None:  # every rank calls it: the ranks label it in shards, rank 0 saves it
+            self.dataset_dir = self.source.cached(*rank_and_world())
         raw = load_distillation_dataset(self.dataset_dir)
         if self.drop_empty_labels:
             train = raw["train"].filter(lambda r: r[self.label_column] != "")

@@ -3,7 +3,7 @@
 import pytorch_lightning as pl
 from pytorch_lightning.trainer.states import TrainerFn
 
-from codistill.eval.tasks import SandboxSettings
+from codistill.eval.sandbox import SandboxSettings
 
 
 class EvalCallback(pl.Callback):

@@ -272,6 +272,19 @@ def run_program(program: str, timeout: float = 10.0, memory_mb: int = 1024) -> E
         _remove_tree(workdir)
 
 
+@dataclass(frozen=True)
+class SandboxSettings:
+    """How generated programs run: `workers` at a time, each under a wall-clock `timeout` (seconds) and a
+    `memory_mb` cap (the `sandbox` config group)."""
+
+    workers: int = 2
+    timeout: float = 10.0
+    memory_mb: int = 1024
+
+    def run(self, programs: list[str], desc: str = "executing") -> list[ExecutionResult]:
+        return run_programs(programs, self.workers, self.timeout, self.memory_mb, desc)
+
+
 def run_programs(
     programs: list[str],
     workers: int = 4,

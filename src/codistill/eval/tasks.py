@@ -17,18 +17,11 @@ from codistill.data.datamodule import load_distillation_dataset
 from codistill.errors import ConfigError
 from codistill.eval.metrics import fim_metrics
 from codistill.eval.programs import humaneval_program, infilling_program
-from codistill.eval.sandbox import run_programs
+from codistill.eval.sandbox import SandboxSettings
 from codistill.generation import Sampling
 
 # the stop sequences of the Codex paper's HumanEval harness
 HUMANEVAL_STOPS = ("\ndef", "\nclass", "\nif", "\nprint", "\n#")
-
-
-@dataclass(frozen=True)
-class SandboxSettings:
-    workers: int = 2
-    timeout: float = 10.0
-    memory_mb: int = 1024
 
 
 @dataclass
@@ -47,10 +40,6 @@ def pass_at_k(correct_per_task: list[list[bool]], ks: list[int]) -> dict[str, fl
     n = np.array([len(c) for c in correct_per_task])
     c = np.array([sum(c) for c in correct_per_task])
     return {f"pass@{k}": float(estimate_pass_at_k(n, c, k).mean()) for k in ks if (n >= k).all()}
-
-
-def _execute(programs: list[str], sandbox: SandboxSettings, desc: str):
-    return run_programs(programs, sandbox.workers, sandbox.timeout, sandbox.memory_mb, desc=desc)
 
 
 class HumanEvalTask:
@@ -85,7 +74,7 @@ class HumanEvalTask:
         for mode, sampling in runs:
             completions = model.complete(prompts, sampling, HUMANEVAL_STOPS)
             programs = [humaneval_program(p, c) for p, cs in zip(problems, completions, strict=True) for c in cs]
-            results = iter(_execute(programs, sandbox, f"humaneval {mode}"))
+            results = iter(sandbox.run(programs, f"humaneval {mode}"))
             correct = []
             for problem, cs in zip(problems, completions, strict=True):
                 row = []
@@ -129,7 +118,7 @@ class InfillingTask:
     def run(self, model, sandbox: SandboxSettings) -> TaskResult:
         tasks = self.tasks()
         middles = [m[0] for m in model.infill([t["prompt"] for t in tasks], [t["suffix"] for t in tasks], Sampling())]
-        results = _execute([infilling_program(t, m) for t, m in zip(tasks, middles, strict=True)], sandbox, self.name)
+        results = sandbox.run([infilling_program(t, m) for t, m in zip(tasks, middles, strict=True)], self.name)
         samples = [
             {
                 "task_id": t["task_id"],

@@ -11,8 +11,8 @@ import statistics
 from collections import Counter
 from pathlib import Path
 
-from codistill.eval.report import markdown_table, print_table
 from codistill.exercises.filter import near_duplicates, normalize, tokens
+from codistill.tables import markdown_table, print_table
 
 
 def distinct_n(token_lists: list[list[str]], n: int) -> float:

@@ -1,13 +1,18 @@
-"""The trained student as a plain `save_pretrained` folder, whatever strategy trained it."""
+"""The trained student as a plain `save_pretrained` folder, whatever strategy trained it, and the run's
+summary beside it (metrics.json, metrics.md, predictions.jsonl)."""
 
+import json
 import tempfile
 from pathlib import Path
 
+import wandb
+from pytorch_lightning.loggers import WandbLogger
 from pytorch_lightning.strategies import DeepSpeedStrategy
 from pytorch_lightning.utilities.deepspeed import convert_zero_checkpoint_to_fp32_state_dict
 from transformers import PreTrainedModel
 
 from codistill.generation import resolve_device
+from codistill.tables import markdown_table, print_table
 
 MODEL_PREFIX = "model."  # the LightningModule attribute that holds the Hugging Face model
 
@@ -27,12 +32,34 @@ def trained_model(module, checkpoint: str, strategy) -> PreTrainedModel:
     return model
 
 
-def save_student(model: PreTrainedModel, tokenizer, folder: Path) -> None:
-    model.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-
-
 def on_evaluation_device(model: PreTrainedModel) -> PreTrainedModel:
     """The model in eval mode on this process's accelerator: after `trainer.validate` Lightning's
     teardown has moved it to the CPU, where generation on a 1B model would take hours."""
     return model.to(resolve_device("auto")).eval()
+
+
+def export_student(module, tokenizer, checkpoint: str, trainer, folder: Path, log_model: bool) -> PreTrainedModel:
+    """Save the trained student to `folder` (model and tokenizer) and, with `log_model`, upload it to
+    every wandb run as a model artifact. Returns the exported model."""
+    model = trained_model(module, checkpoint, trainer.strategy)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    for logger in trainer.loggers:
+        if isinstance(logger, WandbLogger) and log_model:
+            artifact = wandb.Artifact(f"student-{logger.experiment.id}", type="model")
+            artifact.add_dir(str(folder))
+            logger.experiment.log_artifact(artifact)
+    return model
+
+
+def write_summary(out: Path, metrics: dict, predictions: list[dict], **extra) -> None:
+    """metrics.json (the validation metrics and `extra`), predictions.jsonl and a metrics.md table."""
+    metrics = {k: float(v) for k, v in metrics.items()}
+    summary = {"metrics": metrics, **extra, "validation_rows": len(predictions)}
+    (out / "metrics.json").write_text(json.dumps(summary, indent=2))
+    with open(out / "predictions.jsonl", "w", encoding="utf-8") as f:
+        for row in predictions:
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+    rows = {"student (val)": {k.removeprefix("val/"): v for k, v in metrics.items()}}
+    (out / "metrics.md").write_text(markdown_table(rows))
+    print_table("validation", rows)
