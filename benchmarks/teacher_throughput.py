@@ -3,7 +3,7 @@
 Both paths label the same FIM prompts (segments of the bundled MoonScript sample, 96 tokens each, in the
 tiny teacher's PSM format) greedily with the tiny GPTBigCode teacher on CPU:
 
-- batched: `codistill.generation.generate_greedy` (left padding, length-sorted batches, KV cache);
+- batched: `codistill.backends.hf.HFBackend.generate` (left padding, length-sorted batches, KV cache);
 - per-sample: one prompt at a time, `tokenizer(prompt, return_tensors="pt")`, `model.generate(...,
   max_new_tokens=N, do_sample=False)`, decode the new tokens, cut at the first stop token.
 
@@ -22,16 +22,17 @@ import os
 import statistics
 import time
 
-os.environ.setdefault("TQDM_DISABLE", "1")  # generate_greedy's progress bars
+os.environ.setdefault("TQDM_DISABLE", "1")  # the backend's progress bars
 
 import torch  # noqa: E402
 from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: E402
 from transformers.utils import logging as hf_logging  # noqa: E402
 
+from codistill.backends.hf import HFBackend  # noqa: E402
 from codistill.data.build import fim_records  # noqa: E402
 from codistill.data.corpus import load_sample_corpus  # noqa: E402
 from codistill.data.fim import FIMTokens  # noqa: E402
-from codistill.generation import generate_greedy, pad_id_of  # noqa: E402
+from codistill.generation import pad_id_of  # noqa: E402
 from codistill.models.tiny import tiny_gpt_bigcode  # noqa: E402
 
 FIM = FIMTokens(prefix="<fim-prefix>", suffix="<fim-suffix>", middle="<fim-middle>", pad="<fim-pad>")
@@ -57,7 +58,8 @@ def fim_prompts(tokenizer, count: int, segment_tokens: int) -> list[str]:
 
 
 def batched(model, tokenizer, prompts, max_new_tokens, batch_size, stop_ids) -> list[str]:
-    return [g.text for g in generate_greedy(model, tokenizer, prompts, max_new_tokens, batch_size, stop_ids)]
+    backend = HFBackend(model, tokenizer, "tiny", max_new_tokens=max_new_tokens, batch_size=batch_size)
+    return [g.text for g in backend.generate(prompts, tuple(tokenizer.convert_ids_to_tokens(sorted(stop_ids))))]
 
 
 @torch.inference_mode()
@@ -100,7 +102,7 @@ def main() -> None:
 
     counter = CountingDecode(tokenizer)
     tokenizer.decode = counter  # both paths decode through it
-    paths = {"batched (generate_greedy)": batched, "per-sample loop": per_sample}
+    paths = {"batched (HFBackend.generate)": batched, "per-sample loop": per_sample}
     seconds: dict[str, list[float]] = {name: [] for name in paths}
     tokens: dict[str, set[int]] = {name: set() for name in paths}
     outputs: dict[str, list[str]] = {}

@@ -60,22 +60,29 @@ def test_every_option_composes_resolves_and_imports(make_config, group):
             assert callable(get_object(target)), target
 
 
+def _model_path(option: str) -> str:
+    """Where an evaluated model comes from: a seq2seq student's folder, a server's model, or a backend's path."""
+    if option == "student":
+        return "eval_model.name_or_path=some/model"
+    if option == "openai_compatible":
+        return "eval_model.backend.client.model=some/model"
+    return "eval_model.backend.name_or_path=some/model"
+
+
 @pytest.mark.parametrize("option", _options("eval_model"))
 def test_every_eval_model_composes_and_imports(make_config, option):
-    cfg = make_config(
-        "eval", [f"eval_model={option}", "eval_model.name_or_path=some/model", "tasks.fim_heldout.dataset_dir=d"]
-    )
+    cfg = make_config("eval", [f"eval_model={option}", _model_path(option), "tasks.fim_heldout.dataset_dir=d"])
     OmegaConf.resolve(cfg)
     for target in _targets(cfg):
         assert callable(get_object(target)), target
     assert cfg.run and all(name in cfg.tasks for name in cfg.run)
 
 
-@pytest.mark.parametrize("option", _options("generator"))
-def test_every_generator_composes_for_exercises(make_config, option):
-    cfg = make_config("exercises", [f"generator={option}"] + (["generator.name_or_path=m"] if option == "hf" else []))
+@pytest.mark.parametrize("option", _options("backend"))
+def test_every_backend_composes_for_exercises(make_config, option):
+    cfg = make_config("exercises", [f"backend={option}"] + (["backend.name_or_path=m"] if option == "hf" else []))
     OmegaConf.resolve(cfg)
-    assert callable(get_object(cfg.generator._target_)) and "{profession}" in cfg.exercise_template.text
+    assert callable(get_object(cfg.backend._target_)) and "{profession}" in cfg.exercise_template.text
 
 
 def test_generate_config_composes_with_the_shared_groups(make_config):
@@ -86,7 +93,7 @@ def test_generate_config_composes_with_the_shared_groups(make_config):
 
 def test_the_real_recipe_overrides_only_groups_and_what_changes(make_config):
     cfg = make_config("train", ["experiment=moonscript_santacoder_flan_t5"])
-    assert cfg.teacher.name_or_path == "bigcode/gpt_bigcode-santacoder"
+    assert cfg.teacher.backend.name_or_path == "bigcode/gpt_bigcode-santacoder"
     assert cfg.student.name_or_path == "google/flan-t5-small"
     assert cfg.dataset.corpus.source == "bigcode/the-stack"
     assert cfg.data.label_source == "teacher" and cfg.trainer.precision == "bf16-mixed"
@@ -95,7 +102,9 @@ def test_the_real_recipe_overrides_only_groups_and_what_changes(make_config):
 def test_the_embedded_default_is_offline(make_config):
     cfg = make_config("train")
     assert cfg.teacher.name == "tiny_gpt_bigcode" and cfg.student.name_or_path._target_.endswith("tiny_t5")
-    assert cfg.rationale.generator._target_.endswith("HFGenerator") and cfg.dataset.name == "moonscript_sample"
+    assert (
+        cfg.rationale.backend._target_.endswith("HFBackend.from_pretrained") and cfg.dataset.name == "moonscript_sample"
+    )
 
 
 def test_unknown_options_fail_with_the_key_named(make_config):

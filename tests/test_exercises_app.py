@@ -107,18 +107,18 @@ def test_capacity_counts_the_partners_each_leaf_really_has():
 def test_exercises_app_against_an_llm_server_resumes_and_filters(tmp_path, cache_dir, monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", "sk-exercise-secret")
     overrides = [
-        "generator=openai",
+        "backend=openai",
         "max_roots=3",
         "subtopics=3",
         "leaves=2",
         "partners=4",
         "n_prompts=40",
-        "generator.client.model=gpt-test",
-        "generator.client.max_concurrency=8",
+        "backend.client.model=gpt-test",
+        "backend.client.max_concurrency=8",
     ]
     with FakeOpenAI(chat=llm) as server:
         cfg = compose_config(
-            "exercises", tmp_path, cache_dir, overrides + [f"generator.client.base_url={server.base_url}"]
+            "exercises", tmp_path, cache_dir, overrides + [f"backend.client.base_url={server.base_url}"]
         )
         first = generate_exercises(cfg)
         calls = sum(server.attempts.values())
@@ -142,9 +142,9 @@ def test_exercises_app_against_an_llm_server_resumes_and_filters(tmp_path, cache
 
 def test_exercises_cut_at_max_tokens_are_dropped_as_truncated(tmp_path, cache_dir, monkeypatch, caplog):
     monkeypatch.setenv("OPENAI_API_KEY", "sk-exercise-secret")
-    overrides = ["generator=openai", "max_roots=2", "subtopics=2", "leaves=2", "partners=3", "n_prompts=null"]
+    overrides = ["backend=openai", "max_roots=2", "subtopics=2", "leaves=2", "partners=3", "n_prompts=null"]
     with FakeOpenAI(chat=long_winded) as server:
-        overrides += [f"generator.client.base_url={server.base_url}", "generator.client.max_tokens=60"]
+        overrides += [f"backend.client.base_url={server.base_url}", "backend.client.max_tokens=60"]
         cfg = compose_config("exercises", tmp_path, cache_dir, overrides)
         with caplog.at_level("WARNING"):
             summary = generate_exercises(cfg)
@@ -161,7 +161,7 @@ def test_exercises_cut_at_max_tokens_are_dropped_as_truncated(tmp_path, cache_di
     assert not any(trails_off(row) for row in dropped if row["reason"] != "truncated")
     assert summary["dropped"]["truncated"] == len(truncated) and summary["kept"] == len(kept) > 0
     assert f"{len(truncated)} of {summary['prompts']} exercise replies were cut" in caplog.text
-    assert "raise generator.client.max_tokens" in caplog.text
+    assert "raise backend.client.max_tokens" in caplog.text
     with ResultStore(tmp_path / "data" / "store") as store:
         reasons = [r["finish_reason"] for r in store.ok.values() if r["result"].startswith("```")]
     assert reasons.count("length") == len(truncated)
@@ -171,9 +171,9 @@ def test_the_summary_gives_the_tree_capacity_and_warns_when_n_prompts_exceeds_it
     tmp_path, cache_dir, monkeypatch, caplog
 ):
     monkeypatch.setenv("OPENAI_API_KEY", "sk-exercise-secret")
-    overrides = ["generator=openai", "max_roots=2", "subtopics=2", "leaves=2", "partners=100", "n_prompts=500"]
+    overrides = ["backend=openai", "max_roots=2", "subtopics=2", "leaves=2", "partners=100", "n_prompts=500"]
     with FakeOpenAI(chat=llm) as server:
-        overrides += [f"generator.client.base_url={server.base_url}", "professions_per_combo=2"]
+        overrides += [f"backend.client.base_url={server.base_url}", "professions_per_combo=2"]
         with caplog.at_level("WARNING"):
             summary = generate_exercises(compose_config("exercises", tmp_path, cache_dir, overrides))
     # 2 roots x 2 subtopics x 2 leaves = 8 leaves, each with 6 leaves under other subtopics, x 2 professions
@@ -190,7 +190,7 @@ def test_the_summary_gives_the_tree_capacity_and_warns_when_n_prompts_exceeds_it
 @pytest.mark.parametrize("per_combo", [0, 51])
 def test_professions_per_combo_out_of_range_names_the_fix_before_any_call(tmp_path, cache_dir, per_combo):
     with FakeOpenAI(chat=llm) as server:
-        overrides = ["generator=openai", f"generator.client.base_url={server.base_url}"]
+        overrides = ["backend=openai", f"backend.client.base_url={server.base_url}"]
         cfg = compose_config("exercises", tmp_path, cache_dir, [*overrides, f"professions_per_combo={per_combo}"])
         with pytest.raises(ConfigError, match=f"professions_per_combo={per_combo} must be between 1 and the 50 "):
             generate_exercises(cfg)

@@ -3,14 +3,14 @@
 import pytest
 import torch
 
+from codistill.backends.hf import HFBackend
+from codistill.backends.openai import OpenAIBackend
 from codistill.errors import ConfigError
-from codistill.generation import generate_greedy
 from codistill.llm.client import LLMClient
 from codistill.llm.generated import Generation
-from codistill.llm.generators import HFGenerator, OpenAIGenerator
 from codistill.llm.store import ResultStore
 from codistill.rationales.writer import RationaleWriter
-from codistill.teachers.hf import HFTeacher
+from codistill.teacher import FIMTeacher
 from openai_server import FakeOpenAI
 
 FIM = {"prefix": "<fim-prefix>", "suffix": "<fim-suffix>", "middle": "<fim-middle>", "pad": "<fim-pad>"}
@@ -21,28 +21,30 @@ SUFFIXES = ["\n  pop: =>", "", "  return x\n", "\n"]
 
 @pytest.fixture(scope="module")
 def teacher(tiny_teacher_dir):
-    return HFTeacher("tiny", tiny_teacher_dir, FIM, "<|endoftext|>", max_new_tokens=12, batch_size=4)
+    return FIMTeacher(
+        "tiny", HFBackend.from_pretrained(tiny_teacher_dir, max_new_tokens=12, batch_size=4), FIM, "<|endoftext|>"
+    )
 
 
 def test_batched_middles_equal_one_at_a_time(teacher, tmp_path):
     with ResultStore(tmp_path / "batched") as store:
-        batched = teacher.complete(PREFIXES, SUFFIXES, store)
-    teacher.batch_size = 1
+        batched = teacher.infill(PREFIXES, SUFFIXES, store)
+    teacher.backend.batch_size = 1
     with ResultStore(tmp_path / "single") as store:
-        single = teacher.complete(PREFIXES, SUFFIXES, store)
-    teacher.batch_size = 4
+        single = teacher.infill(PREFIXES, SUFFIXES, store)
+    teacher.backend.batch_size = 4
     assert batched == single
 
 
 def test_teacher_middles_are_stored_and_never_computed_twice(teacher, tmp_path, monkeypatch):
     with ResultStore(tmp_path) as store:
-        first = teacher.complete(PREFIXES[:2], SUFFIXES[:2], store)
+        first = teacher.infill(PREFIXES[:2], SUFFIXES[:2], store)
     calls = []
     monkeypatch.setattr(
-        teacher, "_generate", lambda prompts: calls.append(prompts) or [Generation("new")] * len(prompts)
+        teacher.backend, "_sample", lambda prompts, *_: calls.append(prompts) or [[Generation("new")]] * len(prompts)
     )
     with ResultStore(tmp_path) as store:
-        again = teacher.complete(PREFIXES, SUFFIXES, store)
+        again = teacher.infill(PREFIXES, SUFFIXES, store)
     assert again[:2] == first and again[2:] == ["new", "new"]
     assert [len(c) for c in calls] == [2]  # only the two prompts the store lacked
 
@@ -62,41 +64,42 @@ def free_run(model, tokenizer, prompt: str, max_new_tokens: int) -> list[int]:
 
 def test_the_middle_is_exactly_the_text_before_the_first_stop_token(teacher):
     prompt = teacher.fim.psm(PREFIXES[0], SUFFIXES[0])
-    new = free_run(teacher.model, teacher.tokenizer, prompt, 12)
+    model, tokenizer = teacher.backend.model, teacher.backend.tokenizer
+    new = free_run(model, tokenizer, prompt, 12)
+    assert tokenizer.eos_token_id not in new  # the backend always stops at end-of-text: this run never meets it
+
+    def greedy(limit: int, stops: tuple[str, ...] = ()) -> list[Generation]:
+        return HFBackend(model, tokenizer, "tiny", max_new_tokens=limit, batch_size=1).generate([prompt], stops)
+
     # no stop token at all: every generated token is kept, the last character included, and it was cut short
-    assert generate_greedy(teacher.model, teacher.tokenizer, [prompt], 12, 1, stop_ids=set()) == [
-        Generation(teacher.tokenizer.decode(new), "length")
-    ]
+    assert greedy(12) == [Generation(tokenizer.decode(new), "length")]
     # with the first generated token as a stop token: an empty middle
-    assert generate_greedy(teacher.model, teacher.tokenizer, [prompt], 12, 1, stop_ids={new[0]}) == [
-        Generation("", "stop")
-    ]
+    assert greedy(12, (tokenizer.convert_ids_to_tokens(new[0]),)) == [Generation("", "stop")]
     # with the first new kind of token (k > 0) as a stop token: the k tokens before it; whether the stop token
     # itself fits in max_new_tokens decides between an ended reply and one cut short with the same text
     k = next(j for j in range(1, 12) if new[j] not in new[:j])
-    text = teacher.tokenizer.decode(new[:k])
+    text = tokenizer.decode(new[:k])
     for limit, reason in ((12, "stop"), (k + 1, "stop"), (k, "length")):
-        out = generate_greedy(teacher.model, teacher.tokenizer, [prompt], limit, 1, stop_ids={new[k]})
-        assert out == [Generation(text, reason)], limit
+        assert greedy(limit, (tokenizer.convert_ids_to_tokens(new[k]),)) == [Generation(text, reason)], limit
 
 
-def test_the_hf_generator_marks_cut_replies_length_and_stored_ones_keep_their_reason(tiny_teacher_dir, tmp_path):
+def test_the_hf_backend_marks_cut_replies_length_and_stored_ones_keep_their_reason(tiny_teacher_dir, tmp_path):
     prompts = ["hello world", "x"]
-    generator = HFGenerator(tiny_teacher_dir, max_new_tokens=8, batch_size=2, device="cpu")
+    generator = HFBackend.from_pretrained(tiny_teacher_dir, max_new_tokens=8, batch_size=2, device="cpu")
     free = [free_run(generator.model, generator.tokenizer, p, 8) for p in prompts]
     with ResultStore(tmp_path / "cut") as store:
-        cut = generator.generate(prompts, store, "test")
+        cut = generator.generate(prompts, store=store, desc="test")
     assert cut == [Generation(generator.tokenizer.decode(ids), "length") for ids in free]  # no end-of-text in 8
     # make a token the first reply meets after k others the end-of-text token: that reply ends early, normally
     k = next(j for j in range(1, 8) if free[0][j] not in free[0][:j])
     assert free[0][k] not in free[1]  # the tiny model's second reply never meets it
     generator.tokenizer.eos_token = generator.tokenizer.convert_ids_to_tokens(free[0][k])
     with ResultStore(tmp_path / "stop") as store:
-        first = generator.generate(prompts, store, "test")
+        first = generator.generate(prompts, store=store, desc="test")
     assert first == [Generation(generator.tokenizer.decode(free[0][:k]), "stop"), cut[1]]
     with ResultStore(tmp_path / "stop") as store:  # a restart reads the reasons back, computing nothing
         generator.model = None
-        assert generator.generate(prompts, store, "test") == first
+        assert generator.generate(prompts, store=store, desc="test") == first
         assert sorted(r["finish_reason"] for r in store.ok.values()) == ["length", "stop"]
 
 
@@ -106,29 +109,31 @@ def test_rationales_cut_at_the_token_limit_are_kept_and_warned_about(monkeypatch
     with FakeOpenAI(chat=lambda prompt: "short" if prompt.startswith("MoonScript|a") else "a b c d e") as server:
         client = LLMClient("gpt-test", base_url=server.base_url, api_key_env="CODISTILL_TEST_KEY", max_tokens=3)
         with ResultStore(tmp_path) as store, caplog.at_level("WARNING"):
-            out = RationaleWriter(OpenAIGenerator(client), TEMPLATE).explain("MoonScript", codes, ["m", "m"], store)
+            out = RationaleWriter(OpenAIBackend(client), TEMPLATE).explain("MoonScript", codes, ["m", "m"], store)
     assert out == ["short", "a b c"]
     assert "1 of 2 rationale replies were cut" in caplog.text
-    assert "raise rationale.generator.client.max_tokens" in caplog.text
+    assert "raise rationale.backend.client.max_tokens" in caplog.text
 
 
 def test_segments_too_long_for_the_teacher_context_name_the_fix(teacher, tmp_path):
     with pytest.raises(ConfigError, match="dataset.segment.length=2000 tokens does not fit"):
         teacher.check_segment_length(2000)
     with pytest.raises(ConfigError, match="exceeds the model's context"), ResultStore(tmp_path) as store:
-        teacher.complete(["x = 1\n" * 600], [""], store)
+        teacher.infill(["x = 1\n" * 600], [""], store)
 
 
 def test_wrong_fim_tokens_name_the_fix(tiny_teacher_dir):
     with pytest.raises(ConfigError, match="teacher.fim"):
-        HFTeacher("tiny", tiny_teacher_dir, {**FIM, "prefix": "<fim_prefix>"}, "<|endoftext|>")
+        FIMTeacher(
+            "tiny", HFBackend.from_pretrained(tiny_teacher_dir), {**FIM, "prefix": "<fim_prefix>"}, "<|endoftext|>"
+        )
 
 
 def test_openai_rationales_come_back_in_order_from_a_compatible_server(monkeypatch, tmp_path):
     monkeypatch.setenv("CODISTILL_TEST_KEY", "sk-test-secret")
     with FakeOpenAI() as server, ResultStore(tmp_path) as store:
         client = LLMClient("gpt-test", base_url=server.base_url, api_key_env="CODISTILL_TEST_KEY", max_concurrency=4)
-        backend = RationaleWriter(OpenAIGenerator(client), TEMPLATE)
+        backend = RationaleWriter(OpenAIBackend(client), TEMPLATE)
         codes = [f"code {i} <FILL-HERE>" for i in range(10)]
         out = backend.explain("MoonScript", codes, ["m"] * 10, store)
         assert backend.explain("MoonScript", codes[:3], ["m"] * 3, store) == out[:3]  # answered from the store

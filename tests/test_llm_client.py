@@ -6,11 +6,12 @@ import httpx
 import openai
 import pytest
 
+from codistill.backends.openai import OpenAIBackend
 from codistill.errors import ConfigError
 from codistill.llm.client import LLMClient, Request, retry_after, retryable
 from codistill.llm.generated import Generation
 from codistill.llm.store import IncompleteError, ResultStore, content_key
-from codistill.teachers.openai import OpenAITeacher
+from codistill.teacher import FIMTeacher
 from openai_server import FakeOpenAI, FirstAttempts
 
 FAULTS = ["429", "500", "slow", "malformed", "drop", None]
@@ -133,8 +134,9 @@ def test_retry_after_headers_and_which_errors_are_retried():
 def test_a_server_teacher_fills_middles_through_the_completions_endpoint(tmp_path, tiny_teacher_dir):
     fim = {"prefix": "<fim-prefix>", "suffix": "<fim-suffix>", "middle": "<fim-middle>"}
     with FakeOpenAI(faults=FirstAttempts("429")) as server, ResultStore(tmp_path) as store:
-        teacher = OpenAITeacher("served", _client(server), tiny_teacher_dir, fim, "<|endoftext|>", context_length=1024)
-        middles = teacher.complete(["a = ", "b = "], [" + 1", ""], store)
+        backend = OpenAIBackend(_client(server), tokenizer=tiny_teacher_dir, context_length=1024)
+        teacher = FIMTeacher("served", backend, fim, "<|endoftext|>")
+        middles = teacher.infill(["a = ", "b = "], [" + 1", ""], store)
         body = server.requests[-1]
     prompt = "<fim-prefix>a = <fim-suffix> + 1<fim-middle>"
     assert middles[0] == "mid:" + hashlib.sha1(prompt.encode()).hexdigest()[:8]

@@ -33,9 +33,9 @@ def test_kill_9_midway_then_restart_gives_every_record_once(tmp_path, cache_dir)
             "-m",
             "codistill.apps.generate",
             "rationale=openai",
-            "rationale.generator.client.model=gpt-test",
-            f"rationale.generator.client.base_url={server.base_url}",
-            "rationale.generator.client.max_concurrency=4",
+            "rationale.backend.client.model=gpt-test",
+            f"rationale.backend.client.base_url={server.base_url}",
+            "rationale.backend.client.max_concurrency=4",
             f"paths.cache_dir={cache_dir}",
             f"save_local={tmp_path / 'dataset'}",
         ]
@@ -66,7 +66,7 @@ def test_kill_9_midway_then_restart_gives_every_record_once(tmp_path, cache_dir)
     teacher_prompts = set(data["train"]["fim_inputs"]) | set(data["validation"]["fim_inputs"])
     assert len(keys) == len(set(keys)) == len(teacher_prompts) + rows  # a middle per prompt, a rationale per row
     # no answer stored before the kill was asked for again; at most the 4 requests in flight were paid twice
-    key_of = {content_key("text", "gpt-test", 1024, 0.0, p): p for p in prompts}  # OpenAIGenerator.key
+    key_of = {content_key("text", "gpt-test", 1024, 0.0, p): p for p in prompts}  # OpenAIBackend.generate's key
     assert before <= set(key_of)
     assert all(successes[key_of[k]] == 1 for k in before)
     assert sum(successes.values()) - len(prompts) <= 4

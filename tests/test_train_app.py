@@ -75,7 +75,7 @@ def test_fast_dev_run_of_every_experiment(
         # for a local file in The Stack's schema, and OpenAI for a loopback server
         overrides += [
             f"experiment={experiment}",
-            f"teacher.name_or_path={tiny_teacher_dir}",
+            f"teacher.backend.name_or_path={tiny_teacher_dir}",
             f"student.name_or_path={tiny_student_dir}",
             "trainer.accelerator=cpu",
             "trainer.precision=32-true",
@@ -86,7 +86,7 @@ def test_fast_dev_run_of_every_experiment(
         monkeypatch.setenv("OPENAI_API_KEY", "sk-never-logged")
         with FakeOpenAI() as server:
             cfg = compose_config(
-                "train", tmp_path, cache_dir, overrides + [f"rationale.generator.client.base_url={server.base_url}"]
+                "train", tmp_path, cache_dir, overrides + [f"rationale.backend.client.base_url={server.base_url}"]
             )
             score = train(cfg)
         assert len(server.requests) > 0

@@ -8,7 +8,6 @@ from tqdm.auto import tqdm
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from codistill.errors import ConfigError
-from codistill.llm.generated import LENGTH, Generation
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -117,33 +116,16 @@ def encode_prompts(model, tokenizer, prompts: list[str], max_new_tokens: int, tr
                 raise ConfigError(
                     f"a prompt of {len(ids)} tokens plus max_new_tokens={max_new_tokens} exceeds the model's "
                     f"context of {context_length(model)} tokens: lower dataset.segment.length or the "
-                    "generator's max_new_tokens"
+                    "backend's max_new_tokens"
                 )
             encoded[i] = ids[-budget:]
     return encoded
 
 
+def cut_at_stop_strings(text: str, stops: tuple[str, ...]) -> str:
+    """`text` up to the earliest occurrence of any stop string."""
+    return text[: min((i for i in (text.find(s) for s in stops) if i >= 0), default=len(text))]
+
+
 def pad_id_of(tokenizer) -> int:
     return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-
-
-def generate_greedy(
-    model,
-    tokenizer,
-    prompts: list[str],
-    max_new_tokens: int,
-    batch_size: int,
-    stop_ids: set[int],
-    truncate_left: bool = False,
-    desc: str = "generating",
-) -> list[Generation]:
-    """Greedy continuations of causal-LM `prompts`, each cut before its first stop token, decoded exactly.
-    One that used all `max_new_tokens` without meeting a stop token was cut short: finish reason `length`,
-    else `stop` (a stop token takes a place, so a continuation that met one is shorter than the limit)."""
-    inputs = encode_prompts(model, tokenizer, prompts, max_new_tokens, truncate_left)
-    generated = generate_ids(model, inputs, pad_id_of(tokenizer), max_new_tokens, batch_size, stop_ids, desc=desc)
-    greedy = [samples[0] for samples in generated]
-    return [
-        Generation(tokenizer.decode(ids, skip_special_tokens=False), LENGTH if len(ids) == max_new_tokens else "stop")
-        for ids in greedy
-    ]

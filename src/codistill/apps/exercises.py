@@ -22,7 +22,7 @@ from codistill.exercises.topics import (
 )
 from codistill.llm.generated import warn_truncated
 from codistill.llm.store import ResultStore
-from codistill.rationales.template import PromptTemplate
+from codistill.llm.template import PromptTemplate
 from codistill.tables import print_table
 
 log = logging.getLogger(__name__)
@@ -43,9 +43,9 @@ def generate_exercises(cfg: DictConfig) -> dict:
             "professions_file: set it in that range, or list more professions"
         )
     tree_template, exercise_template = PromptTemplate(**cfg.tree_template), PromptTemplate(**cfg.exercise_template)
-    generator = build(cfg.generator)
+    backend = build(cfg.backend)
     with ResultStore(cfg.paths.store_dir) as store:
-        tree = expand_tree(roots, generator, tree_template, store, cfg.subtopics, cfg.leaves)
+        tree = expand_tree(roots, backend, tree_template, store, cfg.subtopics, cfg.leaves)
         (out / "topic_tree.json").write_text(json.dumps(tree, indent=2, ensure_ascii=False))
         rows = combinations(tree, professions, cfg.partners, cfg.n_prompts, cfg.seed, per_combo)
         capacity = prompt_capacity(tree, cfg.partners, per_combo)
@@ -59,11 +59,11 @@ def generate_exercises(cfg: DictConfig) -> dict:
                 cfg.partners,
                 per_combo,
             )
-        replies = generator.generate(exercise_prompts(rows, exercise_template), store, "exercises")
-    warn_truncated(replies, "exercise", f"generator.{generator.length_setting}")  # the filter drops them
+        replies = backend.generate(exercise_prompts(rows, exercise_template), store=store, chat=True, desc="exercises")
+    warn_truncated(replies, "exercise", f"backend.{backend.length_setting}")  # the filter drops them
     for row, reply in zip(rows, replies, strict=True):
         row.update(completion=reply.text, finish_reason=reply.finish_reason)
-        row.update(template=exercise_template.id, model=generator.model_name)
+        row.update(template=exercise_template.id, model=backend.name)
     result = filter_exercises(rows, **OmegaConf.to_container(cfg.filter, resolve=True))
     write_jsonl(result.kept, out / "exercises.jsonl")
     write_jsonl(result.dropped, out / "dropped.jsonl")

@@ -74,7 +74,7 @@ def build_fim_dataset(
         )
     index, count = shard
     mine = [r for r in records if in_shard(content_key(r["hexsha"], r["segment_index"]), index, count)]
-    outputs = teacher.complete([r["prefix"] for r in mine], [r["suffix"] for r in mine], store)
+    outputs = teacher.infill([r["prefix"] for r in mine], [r["suffix"] for r in mine], store)
     codes, middles = [r["santacoder_prompts"] for r in mine], [r["label_middles"] for r in mine]
     rationales = rationale.explain(language, codes, middles, store)
     if count > 1:

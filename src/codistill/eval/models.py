@@ -1,8 +1,8 @@
 """Models under evaluation, behind one interface: left-to-right completion and fill-in-the-middle.
 
-`CausalModel` wraps a teacher-style causal LM (santacoder, starcoder, the tiny GPTBigCode) and fills
-middles through its own FIM sentinels; `Seq2SeqModel` wraps a codistill student (a saved `student/`
-folder or any T5) and fills middles through the student's input format.
+`CausalModel` is a teacher-style causal LM (santacoder, starcoder, the tiny GPTBigCode, a causal student)
+behind any generation backend, filling middles through its own FIM sentinels; `Seq2SeqModel` wraps a
+codistill student (a saved `student/` folder or any T5) and fills middles through the student's input format.
 """
 
 from transformers import AutoModelForSeq2SeqLM
@@ -10,59 +10,36 @@ from transformers import AutoModelForSeq2SeqLM
 from codistill.data.fim import FIMTokens
 from codistill.data.formatting import LABEL_TASK, encode_fim_input
 from codistill.errors import ConfigError
-from codistill.generation import (
-    Sampling,
-    encode_prompts,
-    generate_ids,
-    load_causal_lm,
-    pad_id_of,
-    resolve_device,
-    stop_ids,
-)
+from codistill.generation import Sampling, cut_at_stop_strings, generate_ids, resolve_device, stop_ids
 from codistill.models.tokenization import CodeTokenizer
 
 
-def cut_at_stop_strings(text: str, stops: tuple[str, ...]) -> str:
-    """`text` up to the earliest occurrence of any stop string."""
-    return text[: min((i for i in (text.find(s) for s in stops) if i >= 0), default=len(text))]
-
-
 class CausalModel:
-    def __init__(
-        self,
-        model,
-        tokenizer,
-        name: str,
-        fim: dict | None = None,
-        eos_token: str = "<|endoftext|>",
-        max_new_tokens: int = 256,
-        batch_size: int = 8,
-    ):
-        self.model, self.tokenizer, self.name = model, tokenizer, name
-        self.max_new_tokens, self.batch_size = max_new_tokens, batch_size
+    """A causal LM behind any generation backend: `complete` continues code left to right, `infill` fills
+    a middle through the model's own FIM sentinels (`fim`; None: left to right only). A teacher's config
+    is also an evaluated model's (name, backend, fim, eos_token)."""
+
+    def __init__(self, name: str, backend, fim: dict | None = None, eos_token: str = "<|endoftext|>"):
+        self.name, self.backend = name, backend
         self.fim = FIMTokens(**fim) if fim else None
-        sentinels = [eos_token, *([self.fim.prefix, self.fim.suffix, self.fim.middle] if self.fim else [])]
-        self.stop_ids = stop_ids(tokenizer, sentinels, f"model {name}", "set eval_model.fim / eval_model.eos_token")
-
-    @classmethod
-    def from_pretrained(cls, name: str, name_or_path: str, dtype: str = "auto", device: str = "auto", **kwargs):
-        model, tokenizer = load_causal_lm(name_or_path, dtype, device)
-        return cls(model, tokenizer, name, **kwargs)
-
-    def _generate(self, prompts: list[str], sampling: Sampling, stops: tuple[str, ...]) -> list[list[str]]:
-        inputs = encode_prompts(self.model, self.tokenizer, prompts, self.max_new_tokens, truncate_left=True)
-        out = generate_ids(
-            self.model, inputs, pad_id_of(self.tokenizer), self.max_new_tokens, self.batch_size, self.stop_ids, sampling
-        )
-        return [[cut_at_stop_strings(self.tokenizer.decode(ids), stops) for ids in samples] for samples in out]
+        self.sentinels = (eos_token, *((self.fim.prefix, self.fim.suffix, self.fim.middle) if self.fim else ()))
+        if backend.tokenizer is not None:
+            stop_ids(
+                backend.tokenizer, list(self.sentinels), f"model {name}", "set eval_model.fim / eval_model.eos_token"
+            )
 
     def complete(self, prompts: list[str], sampling: Sampling, stops: tuple[str, ...] = ()) -> list[list[str]]:
-        return self._generate(prompts, sampling, stops)
+        return self._texts(self.backend.sample(prompts, sampling, (*self.sentinels, *stops), desc=self.name))
 
     def infill(self, prefixes: list[str], suffixes: list[str], sampling: Sampling) -> list[list[str]]:
         if self.fim is None:
             raise ConfigError(f"model {self.name} has no FIM tokens configured: set eval_model.fim to score infilling")
-        return self._generate([self.fim.psm(p, s) for p, s in zip(prefixes, suffixes, strict=True)], sampling, ())
+        prompts = [self.fim.psm(p, s) for p, s in zip(prefixes, suffixes, strict=True)]
+        return self._texts(self.backend.sample(prompts, sampling, self.sentinels, desc=self.name))
+
+    @staticmethod
+    def _texts(samples) -> list[list[str]]:
+        return [[g.text for g in generations] for generations in samples]
 
 
 class Seq2SeqModel:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from codistill.data.fim import stable_rng
 from codistill.llm.store import ResultStore
-from codistill.rationales.template import PromptTemplate
+from codistill.llm.template import PromptTemplate
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 _BULLET = re.compile(r"^\s*(?:[-*\u2022]|\d+[.)])\s*")
@@ -43,14 +43,18 @@ def parse_list(reply: str, n: int) -> list[str]:
 
 
 def expand_tree(
-    roots: list[str], generator, template: PromptTemplate, store: ResultStore, subtopics: int, leaves: int
+    roots: list[str], backend, template: PromptTemplate, store: ResultStore, subtopics: int, leaves: int
 ) -> dict[str, dict[str, list[str]]]:
     """{root: {subtopic: [leaf, ...]}}: two rounds of LLM calls, each answer stored as it arrives."""
-    subs = generator.generate([template.text.format(topic=r, n=subtopics) for r in roots], store, "subtopics")
+    subs = backend.generate(
+        [template.text.format(topic=r, n=subtopics) for r in roots], store=store, chat=True, desc="subtopics"
+    )
     tree = {root: {s: [] for s in parse_list(g.text, subtopics)} for root, g in zip(roots, subs, strict=True)}
     pairs = [(root, sub) for root, children in tree.items() for sub in children]
     prompts = [template.text.format(topic=f"{sub} (in {root})", n=leaves) for root, sub in pairs]
-    for (root, sub), reply in zip(pairs, generator.generate(prompts, store, "leaf topics"), strict=True):
+    for (root, sub), reply in zip(
+        pairs, backend.generate(prompts, store=store, chat=True, desc="leaf topics"), strict=True
+    ):
         tree[root][sub] = parse_list(reply.text, leaves)
     return tree
 

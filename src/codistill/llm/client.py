@@ -39,6 +39,7 @@ class Request:
     prompt: str
     kind: str = "chat"
     stop: tuple[str, ...] = ()
+    params: dict = field(default_factory=dict)  # per-request sampling settings (temperature, top_p, seed)
 
 
 @dataclass
@@ -161,6 +162,7 @@ class LLMClient:
             body = {"model": self.model, "max_tokens": self.max_tokens, "temperature": self.temperature}
             if request.stop:
                 body["stop"] = list(request.stop)
+            body.update(request.params)
             # the client's low-level post: its auth, headers, timeouts and errors, without the per-call
             # parameter transforms and response models that cost milliseconds at hundreds of requests/s
             if request.kind == "completion":

@@ -6,6 +6,7 @@ import pytorch_lightning as pl
 import torch
 from transformers import get_cosine_schedule_with_warmup
 
+from codistill.backends.hf import HFBackend
 from codistill.errors import ConfigError
 from codistill.eval.models import CausalModel
 from codistill.models.optim import build_optimizer
@@ -44,9 +45,10 @@ class CausalDistiller(pl.LightningModule):
         loss = self.model(**batch).loss
         self.log("val/loss", loss, prog_bar=True, batch_size=batch["input_ids"].size(0), sync_dist=True)
 
-    def as_evaluated(self, model=None, **kwargs) -> CausalModel:
+    def as_evaluated(self, model=None, max_new_tokens: int = 256) -> CausalModel:
         """This student (or `model`, its exported copy) as codistill.eval's tasks see it."""
-        return CausalModel(model or self.model, self.tokenizer, "student", **kwargs)
+        backend = HFBackend(model or self.model, self.tokenizer, "student", max_new_tokens=max_new_tokens)
+        return CausalModel("student", backend)
 
     def warmup_steps(self, total_steps: int) -> int:
         ratio = self.hparams.warmup_ratio

@@ -1,0 +1,80 @@
+"""A local Hugging Face causal LM as a generation backend (see codistill.backends)."""
+
+from codistill.generation import (
+    Sampling,
+    context_length,
+    cut_at_stop_strings,
+    encode_prompts,
+    generate_ids,
+    load_causal_lm,
+    pad_id_of,
+)
+from codistill.llm.generated import LENGTH, Generation
+from codistill.llm.store import ResultStore, cached_map, content_key
+
+
+class HFBackend:
+    """Batched generation (left padding, length-sorted batches, the KV cache); greedy results are stored
+    `chunk_size` prompts at a time. A stop string that is one token of the vocabulary (an end-of-text or
+    FIM sentinel) stops generation there; any other is cut from the decoded text. The model's own
+    end-of-text token always stops it. A reply that used all `max_new_tokens` without a stop is `length`."""
+
+    length_setting = "max_new_tokens"
+
+    def __init__(
+        self, model, tokenizer, name: str, max_new_tokens: int = 64, batch_size: int = 8, chunk_size: int = 256
+    ):
+        self.model, self.tokenizer, self.name = model, tokenizer, name
+        self.max_new_tokens, self.batch_size, self.chunk_size = max_new_tokens, batch_size, chunk_size
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str, dtype: str = "auto", device: str = "auto", **kwargs) -> "HFBackend":
+        model, tokenizer = load_causal_lm(name_or_path, dtype, device)
+        return cls(model, tokenizer, name_or_path, **kwargs)
+
+    @property
+    def context_length(self) -> int:
+        return context_length(self.model)
+
+    def generate(
+        self,
+        prompts: list[str],
+        stops: tuple[str, ...] = (),
+        store: ResultStore | None = None,
+        namespace: str = "text",
+        chat: bool = False,
+        truncate_left: bool = True,
+        desc: str = "generating",
+    ) -> list[Generation]:
+        def greedy(chunk: list[str]) -> list[Generation]:
+            return [s[0] for s in self._sample(chunk, Sampling(), stops, truncate_left, desc)]
+
+        if store is None:
+            return greedy(prompts)
+        keys = [content_key(namespace, self.name, self.max_new_tokens, p) for p in prompts]
+        return cached_map(store, keys, prompts, greedy, self.chunk_size, desc)
+
+    def sample(
+        self,
+        prompts: list[str],
+        sampling: Sampling,
+        stops: tuple[str, ...] = (),
+        chat: bool = False,
+        desc: str = "generating",
+    ) -> list[list[Generation]]:
+        return self._sample(prompts, sampling, stops, True, desc)
+
+    def _sample(self, prompts, sampling: Sampling, stops, truncate_left: bool, desc: str) -> list[list[Generation]]:
+        vocab = self.tokenizer.get_vocab()
+        token_stops = {vocab[s] for s in stops if s in vocab} | {self.tokenizer.eos_token_id}
+        text_stops = tuple(s for s in stops if s not in vocab)
+        inputs = encode_prompts(self.model, self.tokenizer, prompts, self.max_new_tokens, truncate_left)
+        pad = pad_id_of(self.tokenizer)
+        out = generate_ids(self.model, inputs, pad, self.max_new_tokens, self.batch_size, token_stops, sampling, desc)
+        return [[self._finish(ids, text_stops) for ids in samples] for samples in out]
+
+    def _finish(self, ids: list[int], text_stops: tuple[str, ...]) -> Generation:
+        """A stop token takes a place, so a reply that met one is shorter than the budget."""
+        text = self.tokenizer.decode(ids, skip_special_tokens=False)
+        cut = cut_at_stop_strings(text, text_stops)
+        return Generation(cut, "stop" if cut != text or len(ids) < self.max_new_tokens else LENGTH)
