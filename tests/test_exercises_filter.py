@@ -12,10 +12,8 @@ import codistill
 from codistill.exercises.filter import (
     filter_exercises,
     minhash,
-    read_jsonl,
     reject_reason,
     split_exercise,
-    write_jsonl,
 )
 from codistill.exercises.report import diversity_report
 
@@ -110,7 +108,7 @@ def replies() -> list[tuple[str, str]]:
 
 @pytest.fixture(scope="module")
 def sample() -> list[dict]:
-    return read_jsonl(SAMPLE)
+    return [json.loads(line) for line in SAMPLE.read_text().splitlines()]
 
 
 def test_split_exercise_fenced_and_prose():
@@ -210,23 +208,6 @@ def test_contamination_on_prompt_alone_and_threshold():
     # other references than HumanEval
     refs = {"mine/1": ROSTER}
     assert filter_exercises([{"completion": ROSTER}], references=refs).dropped[0]["matched"] == "mine/1"
-
-
-def test_write_jsonl_atomic(tmp_path):
-    path = tmp_path / "sub" / "kept.jsonl"
-    write_jsonl([{"a": 1}, {"b": "é"}], path)
-    write_jsonl([{"c": 3}], path)  # replaces
-    assert read_jsonl(path) == [{"c": 3}]
-    assert [p.name for p in path.parent.iterdir()] == ["kept.jsonl"]
-
-    def broken():
-        yield {"d": 4}
-        raise RuntimeError("killed")
-
-    with pytest.raises(RuntimeError):
-        write_jsonl(broken(), path)
-    assert read_jsonl(path) == [{"c": 3}]
-    assert [p.name for p in path.parent.iterdir()] == ["kept.jsonl"]
 
 
 def test_sample_passes_filter(sample):

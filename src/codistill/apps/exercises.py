@@ -11,7 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 from codistill.config import CONFIG_DIR
 from codistill.errors import ConfigError, build, exit_on_config_error
 from codistill.eval.report import print_table
-from codistill.exercises.filter import filter_exercises, write_jsonl
+from codistill.exercises.filter import filter_exercises
 from codistill.exercises.report import diversity_report
 from codistill.exercises.topics import (
     combinations,
@@ -21,6 +21,7 @@ from codistill.exercises.topics import (
     prompt_capacity,
     read_lines,
 )
+from codistill.jsonl import write_jsonl
 from codistill.llm.generated import warn_truncated
 from codistill.llm.store import ResultStore
 from codistill.rationales.template import PromptTemplate

@@ -22,17 +22,13 @@ from __future__ import annotations
 
 import ast
 import io
-import json
-import os
 import re
-import tempfile
 import textwrap
 import tokenize
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
-from pathlib import Path
 
 from codistill.llm.generated import LENGTH
 
@@ -453,30 +449,3 @@ def filter_exercises(
         result.kept.append({**row, "problem": problem, "solution": solution})
     result.counts = {"kept": len(result.kept), **dict(sorted(counts.items()))}
     return result
-
-
-# ---------------------------------------------------------------------------------------------- files
-
-
-def read_jsonl(path: str | Path) -> list[dict]:
-    with open(path, encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
-
-
-def write_jsonl(rows: Iterable[dict], path: str | Path) -> Path:
-    """One JSON object per line, written to a temporary file beside `path` and renamed over it: a reader
-    never sees half a file, and a killed writer leaves the old one intact."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            for row in rows:
-                f.write(json.dumps(row, ensure_ascii=False) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
