@@ -12,23 +12,22 @@ what it threw away and why:
 - `split_exercise`: the first top-level function of a reply, split after its docstring (parsed with `ast`;
   model output is never executed here);
 - `reject_reason`: syntax, missing docstring, empty or placeholder body, length;
-- exact and near duplicates (MinHash + LSH on token shingles, deterministic), the first of a cluster kept;
+- exact and near duplicates (`Deduplicator`: MinHash + LSH on token shingles, deterministic), the first of a
+  cluster kept;
 - decontamination: word n-gram overlap with HumanEval's prompts and canonical solutions.
 
 `filter_exercises` runs all of them in that order and returns a `FilterResult`.
 """
 
-import re
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from codistill.exercises.contamination import ContaminationIndex, humaneval_index
+from codistill.exercises.dedup import Deduplicator
 from codistill.exercises.extract import split_reply
 from codistill.exercises.quality import reject_reason
 from codistill.llm.generated import LENGTH
-
-_TOKEN = re.compile(r"\w+|[^\w\s]")
 
 
 @dataclass
@@ -40,75 +39,6 @@ class FilterResult:
     kept: list[dict] = field(default_factory=list)
     dropped: list[dict] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)
-
-
-# ---------------------------------------------------------------------------------------------- duplicates
-
-
-def tokens(text: str) -> list[str]:
-    """Words and single punctuation characters: the units of shingles and distinct-n counts."""
-    return _TOKEN.findall(text)
-
-
-def normalize(text: str) -> str:
-    """Whitespace collapsed: the key of exact duplicates."""
-    return " ".join(text.split())
-
-
-def minhash(text: str, *, ngram: int = 5, num_perm: int = 128, seed: int = 1):
-    """A datasketch MinHash of the set of token `ngram`-shingles of `text` (one shingle when shorter)."""
-    from datasketch import MinHash
-
-    toks = tokens(text)
-    shingles = {" ".join(toks[i : i + ngram]) for i in range(max(1, len(toks) - ngram + 1))}
-    m = MinHash(num_perm=num_perm, seed=seed)
-    m.update_batch([s.encode("utf-8") for s in sorted(shingles)])
-    return m
-
-
-class NearDuplicateIndex:
-    """MinHash + LSH over the texts added so far. `find` answers the earliest added key whose estimated
-    Jaccard similarity is at least `threshold` (LSH candidates are verified, so the answer is deterministic)."""
-
-    def __init__(self, *, threshold: float = 0.8, ngram: int = 5, num_perm: int = 128, seed: int = 1):
-        from datasketch import MinHashLSH
-
-        self.threshold, self.ngram, self.num_perm, self.seed = threshold, ngram, num_perm, seed
-        self._lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
-        self._hashes: dict[int, object] = {}
-
-    def signature(self, text: str):
-        return minhash(text, ngram=self.ngram, num_perm=self.num_perm, seed=self.seed)
-
-    def find(self, signature) -> int | None:
-        candidates = sorted(int(k) for k in self._lsh.query(signature))
-        return next((k for k in candidates if self._hashes[k].jaccard(signature) >= self.threshold), None)
-
-    def add(self, key: int, signature) -> None:
-        self._lsh.insert(str(key), signature)
-        self._hashes[key] = signature
-
-
-def near_duplicates(
-    texts: Sequence[str], *, threshold: float = 0.8, ngram: int = 5, num_perm: int = 128, seed: int = 1
-) -> list[int | None]:
-    """For each text, the index of an earlier text it duplicates (exactly, whitespace aside, or nearly, by
-    MinHash), or None when it starts a cluster of its own."""
-    index = NearDuplicateIndex(threshold=threshold, ngram=ngram, num_perm=num_perm, seed=seed)
-    exact: dict[str, int] = {}
-    result: list[int | None] = []
-    for i, text in enumerate(texts):
-        key = normalize(text)
-        if key in exact:
-            result.append(exact[key])
-            continue
-        signature = index.signature(text)
-        match = index.find(signature)
-        result.append(match)
-        if match is None:
-            exact[key] = i
-            index.add(i, signature)
-    return result
 
 
 # ---------------------------------------------------------------------------------------------- driver
@@ -145,8 +75,7 @@ def filter_exercises(
         if references is None
         else ContaminationIndex(references, contamination_ngram)
     )
-    near = NearDuplicateIndex(threshold=dedup_threshold, ngram=dedup_ngram, num_perm=num_perm, seed=seed)
-    exact: dict[str, int] = {}
+    dedup = Deduplicator(dedup_threshold, dedup_ngram, num_perm, seed)
     result = FilterResult()
     counts: Counter[str] = Counter()
 
@@ -182,17 +111,10 @@ def filter_exercises(
         if hit is not None and hit[2] >= contamination_threshold:
             drop(row, index, "contaminated", problem=problem, solution=solution, matched=hit[0], overlap=hit[2])
             continue
-        key = normalize(text)
-        if key in exact:
-            drop(row, index, "duplicate", problem=problem, solution=solution, duplicate_of=exact[key])
+        duplicate = dedup.add(index, text)
+        if duplicate is not None:
+            drop(row, index, duplicate[0], problem=problem, solution=solution, duplicate_of=duplicate[1])
             continue
-        signature = near.signature(text)
-        match = near.find(signature)
-        if match is not None:
-            drop(row, index, "near_duplicate", problem=problem, solution=solution, duplicate_of=match)
-            continue
-        exact[key] = index
-        near.add(index, signature)
         result.kept.append({**row, "problem": problem, "solution": solution})
     result.counts = {"kept": len(result.kept), **dict(sorted(counts.items()))}
     return result

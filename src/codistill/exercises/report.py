@@ -12,7 +12,7 @@ from collections import Counter
 from pathlib import Path
 
 from codistill.eval.report import markdown_table, print_table
-from codistill.exercises.filter import near_duplicates, normalize, tokens
+from codistill.exercises.dedup import Deduplicator, normalize, tokens
 
 
 def distinct_n(token_lists: list[list[str]], n: int) -> float:
@@ -66,10 +66,10 @@ def diversity_report(
     full = [problem + solution for problem, solution in pairs]
     full_tokens = [tokens(text) for text in full]
     solution_tokens = [tokens(solution) for _, solution in pairs]
-    duplicate_of = near_duplicates(full, threshold=dedup_threshold, ngram=dedup_ngram, num_perm=num_perm, seed=seed)
     n = len(rows)
     exact = n - len({normalize(text) for text in full})
-    near = sum(d is not None for d in duplicate_of)
+    dedup = Deduplicator(dedup_threshold, dedup_ngram, num_perm, seed)
+    near = sum(dedup.add(i, text) is not None for i, text in enumerate(full))
 
     topics = Counter(str(row["topic"]) for row in rows if row.get("topic"))
     other_topics = Counter(str(row["other_topic"]) for row in rows if row.get("other_topic"))
