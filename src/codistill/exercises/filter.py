@@ -1,22 +1,17 @@
 """Filter LLM-written textbook exercises before anyone trains on them.
 
-A model asked for "a Python function with a docstring and its solution" answers with prose, code fences,
-stubs (`pass`, `...`, `raise NotImplementedError`, `# TODO`), broken syntax, the same exercise twice under
-another name, and now and then a function it has memorised from a benchmark. Training on any of those
-teaches the student nothing or, worse, inflates its benchmark score. This module turns raw replies into
-`(problem, solution)` pairs and drops the bad ones with a machine-readable reason, so a run can report
-what it threw away and why:
+A model asked for "a Python function with a docstring and its solution" answers with prose, stubs, broken
+code, the same exercise twice under another name, and now and then a function it has memorised from a
+benchmark. Training on any of those teaches the student nothing or, worse, inflates its benchmark score.
+`filter_exercises` turns raw replies into `(problem, solution)` pairs and drops the bad ones with a
+machine-readable reason, so a run can report what it threw away and why. In this order:
 
 - a reply cut at the generator's token limit (`finish_reason` "length") is dropped as `truncated` before
   anything else: its code may still parse, but the exercise or its solution lost its end;
-- `split_exercise`: the first top-level function of a reply, split after its docstring (parsed with `ast`;
-  model output is never executed here);
-- `reject_reason`: syntax, missing docstring, empty or placeholder body, length;
-- exact and near duplicates (`Deduplicator`: MinHash + LSH on token shingles, deterministic), the first of a
-  cluster kept;
-- decontamination: word n-gram overlap with HumanEval's prompts and canonical solutions.
-
-`filter_exercises` runs all of them in that order and returns a `FilterResult`.
+- `extract`: the first top-level function of a reply, split after its docstring;
+- `quality`: syntax, missing docstring, empty or placeholder body, length;
+- `contamination`: word n-gram overlap with HumanEval's prompts and canonical solutions;
+- `dedup`: exact and near duplicates of an exercise kept earlier, the first of a cluster kept.
 """
 
 from collections import Counter
@@ -24,9 +19,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from codistill.exercises.contamination import ContaminationIndex, humaneval_index
-from codistill.exercises.dedup import Deduplicator
 from codistill.exercises.extract import split_reply
 from codistill.exercises.quality import reject_reason
+from codistill.exercises.settings import FilterSettings
 from codistill.llm.generated import LENGTH
 
 
@@ -41,41 +36,23 @@ class FilterResult:
     counts: dict[str, int] = field(default_factory=dict)
 
 
-# ---------------------------------------------------------------------------------------------- driver
-
-
 def filter_exercises(
-    rows: Iterable[dict],
-    *,
-    min_solution_lines: int = 1,
-    max_solution_lines: int = 100,
-    max_chars: int = 8000,
-    require_examples: bool = False,
-    dedup_threshold: float = 0.8,
-    dedup_ngram: int = 5,
-    num_perm: int = 128,
-    seed: int = 1,
-    contamination_ngram: int = 13,
-    contamination_threshold: float = 0.0,
-    references: Mapping[str, str] | None = None,
+    rows: Iterable[dict], settings: FilterSettings, *, references: Mapping[str, str] | None = None
 ) -> FilterResult:
     """Split, check, decontaminate and deduplicate exercises, in input order.
 
     Each row holds `completion` (a raw model reply) and any metadata, which is carried along; a row without
     `completion` but with `problem` and `solution` is checked as given. Per row: `truncated` (its
-    `finish_reason` is "length": the reply was cut at the token limit), split (`no_function`,
+    `finish_reason` is "length": the reply was cut at the token limit), `split_reply` (`no_function`,
     `syntax`, `no_docstring`, `unsplittable`), `reject_reason`, contamination (`contaminated`: the row shares
     at least one word `contamination_ngram`-gram with a reference and at least `contamination_threshold` of
     its n-grams with it; `references` defaults to HumanEval's prompts + canonical solutions), then exact
-    (`duplicate`, whitespace aside) and near duplicates (`near_duplicate`, MinHash Jaccard >=
-    `dedup_threshold` on token `dedup_ngram`-shingles) of a row kept earlier. Deterministic for a fixed seed.
+    (`duplicate`, whitespace aside) and near duplicates (`near_duplicate`) of a row kept earlier.
+    Deterministic for fixed settings.
     """
-    contamination = (
-        humaneval_index(contamination_ngram)
-        if references is None
-        else ContaminationIndex(references, contamination_ngram)
-    )
-    dedup = Deduplicator(dedup_threshold, dedup_ngram, num_perm, seed)
+    n = settings.contamination_ngram
+    contamination = humaneval_index(n) if references is None else ContaminationIndex(references, n)
+    dedup = settings.deduplicator()
     result = FilterResult()
     counts: Counter[str] = Counter()
 
@@ -95,20 +72,13 @@ def filter_exercises(
             drop(row, index, split)
             continue
         problem, solution = split
-        reason = reject_reason(
-            problem,
-            solution,
-            min_solution_lines=min_solution_lines,
-            max_solution_lines=max_solution_lines,
-            max_chars=max_chars,
-            require_examples=require_examples,
-        )
+        reason = reject_reason(problem, solution, settings)
         if reason is not None:
             drop(row, index, reason, problem=problem, solution=solution)
             continue
         text = problem + solution
         hit = contamination.match(text)
-        if hit is not None and hit[2] >= contamination_threshold:
+        if hit is not None and hit[2] >= settings.contamination_threshold:
             drop(row, index, "contaminated", problem=problem, solution=solution, matched=hit[0], overlap=hit[2])
             continue
         duplicate = dedup.add(index, text)

@@ -10,6 +10,7 @@ import re
 import tokenize
 
 from codistill.exercises.extract import docstring_node, first_function, parse
+from codistill.exercises.settings import FilterSettings
 
 # Placeholders a model leaves instead of code: in comments and string literals of the solution.
 _PLACEHOLDER_COMMENT = re.compile(
@@ -43,23 +44,16 @@ def _code_lines(source: str) -> int:
     return sum(1 for line in source.splitlines() if line.strip() and not line.strip().startswith("#"))
 
 
-def reject_reason(
-    problem: str,
-    solution: str,
-    *,
-    min_solution_lines: int = 1,
-    max_solution_lines: int = 100,
-    max_chars: int = 8000,
-    require_examples: bool = False,
-) -> str | None:
+def reject_reason(problem: str, solution: str, settings: FilterSettings) -> str | None:
     """Why an exercise is unusable, or None when it is fine.
 
     Reasons, checked in this order: `syntax` (problem + solution does not parse), `no_function`,
     `no_docstring`, `trailing_code` (code after the function), `empty_body` (only `pass`, `...`, strings or
     comments after the docstring), `placeholder` (a `...` statement, `NotImplementedError`, a `___` name, or
     `TODO`, `FIXME`, `???`, `___`, "your code here" in the solution's comments or strings), `too_short` (fewer code
-    lines than `min_solution_lines`), `too_long` (more than `max_solution_lines` code lines, or more than
-    `max_chars` characters in all), `no_examples` (no `>>>` in the docstring, when `require_examples`).
+    lines than `settings.min_solution_lines`), `too_long` (more than `settings.max_solution_lines` code lines, or
+    more than `settings.max_chars` characters in all), `no_examples` (no `>>>` in the docstring, when
+    `settings.require_examples`).
     """
     if problem and not problem.endswith("\n"):
         problem += "\n"
@@ -90,10 +84,10 @@ def reject_reason(
         if token.type in (tokenize.COMMENT, *_STRING_TOKENS) and _PLACEHOLDER_TEXT.search(token.string):
             return "placeholder"
     lines = _code_lines(solution)
-    if lines < min_solution_lines:
+    if lines < settings.min_solution_lines:
         return "too_short"
-    if lines > max_solution_lines or len(source) > max_chars:
+    if lines > settings.max_solution_lines or len(source) > settings.max_chars:
         return "too_long"
-    if require_examples and ">>>" not in (ast.get_docstring(func) or ""):
+    if settings.require_examples and ">>>" not in (ast.get_docstring(func) or ""):
         return "no_examples"
     return None

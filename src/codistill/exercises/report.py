@@ -12,7 +12,8 @@ from collections import Counter
 from pathlib import Path
 
 from codistill.eval.report import markdown_table, print_table
-from codistill.exercises.dedup import Deduplicator, normalize, tokens
+from codistill.exercises.dedup import normalize, tokens
+from codistill.exercises.settings import FilterSettings
 
 
 def distinct_n(token_lists: list[list[str]], n: int) -> float:
@@ -40,19 +41,17 @@ def _length_stats(values: list[int], prefix: str) -> dict[str, float]:
 def diversity_report(
     rows: list[dict],
     out_dir: str | Path,
+    settings: FilterSettings,
     *,
     total_topics: int | None = None,
     total_professions: int | None = None,
-    dedup_threshold: float = 0.8,
-    dedup_ngram: int = 5,
-    num_perm: int = 128,
-    seed: int = 1,
     top: int = 15,
     title: str = "Exercise diversity",
     show: bool = True,
 ) -> dict:
     """Diversity of exercises (rows with `problem`/`solution`, or raw `completion`, and `topic`,
     `other_topic`, `profession`), written to `out_dir` as `diversity.json`, `diversity.md`, `diversity.png`.
+    Near-duplicates are counted with the filter's deduplicator (`settings.deduplicator()`).
 
     `summary` holds: distinct-1/2/3 over the tokens of problem + solution (and of solutions alone), the
     exact and near-duplicate rates (the share of rows duplicating an earlier one), the numbers of distinct
@@ -68,7 +67,7 @@ def diversity_report(
     solution_tokens = [tokens(solution) for _, solution in pairs]
     n = len(rows)
     exact = n - len({normalize(text) for text in full})
-    dedup = Deduplicator(dedup_threshold, dedup_ngram, num_perm, seed)
+    dedup = settings.deduplicator()
     near = sum(dedup.add(i, text) is not None for i, text in enumerate(full))
 
     topics = Counter(str(row["topic"]) for row in rows if row.get("topic"))
