@@ -187,6 +187,20 @@ def test_filter_exercises_reasons_counts_and_matches():
     assert filter_exercises(rows, SETTINGS) == result
 
 
+def test_the_filter_and_the_diversity_report_call_the_same_rows_duplicates(sample, tmp_path):
+    copies = (
+        ROSTER,
+        ROSTER.replace("person", "member"),
+        PLANKS,
+        PLANKS.replace("    return count", "    return  count"),
+    )
+    rows = [*sample, *({"completion": code} for code in (*copies, sample[0]["problem"] + sample[0]["solution"]))]
+    result = filter_exercises(rows, SETTINGS)
+    assert result.counts == {"kept": 50, "duplicate": 2, "near_duplicate": 1}
+    report = diversity_report(rows, tmp_path, SETTINGS, show=False)
+    assert report["summary"]["near_duplicate_rate"] == pytest.approx(3 / len(rows))
+
+
 def test_replies_cut_at_the_token_limit_are_dropped_as_truncated_even_when_they_parse():
     reply = f"```python\n{PLANKS}```\nThe loop counts planks until the deck is"  # cut mid-sentence
     rows = [{"completion": reply, "finish_reason": reason} for reason in ("length", "stop", None)]
