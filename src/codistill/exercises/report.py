@@ -11,7 +11,8 @@ import statistics
 from collections import Counter
 from pathlib import Path
 
-from codistill.exercises.filter import near_duplicates, normalize, tokens
+from codistill.exercises.dedup import normalize, tokens
+from codistill.exercises.settings import FilterSettings
 from codistill.tables import markdown_table, print_table
 
 
@@ -40,19 +41,17 @@ def _length_stats(values: list[int], prefix: str) -> dict[str, float]:
 def diversity_report(
     rows: list[dict],
     out_dir: str | Path,
+    settings: FilterSettings,
     *,
     total_topics: int | None = None,
     total_professions: int | None = None,
-    dedup_threshold: float = 0.8,
-    dedup_ngram: int = 5,
-    num_perm: int = 128,
-    seed: int = 1,
     top: int = 15,
     title: str = "Exercise diversity",
     show: bool = True,
 ) -> dict:
     """Diversity of exercises (rows with `problem`/`solution`, or raw `completion`, and `topic`,
     `other_topic`, `profession`), written to `out_dir` as `diversity.json`, `diversity.md`, `diversity.png`.
+    Near-duplicates are counted with the filter's deduplicator (`settings.deduplicator()`).
 
     `summary` holds: distinct-1/2/3 over the tokens of problem + solution (and of solutions alone), the
     exact and near-duplicate rates (the share of rows duplicating an earlier one), the numbers of distinct
@@ -66,10 +65,10 @@ def diversity_report(
     full = [problem + solution for problem, solution in pairs]
     full_tokens = [tokens(text) for text in full]
     solution_tokens = [tokens(solution) for _, solution in pairs]
-    duplicate_of = near_duplicates(full, threshold=dedup_threshold, ngram=dedup_ngram, num_perm=num_perm, seed=seed)
     n = len(rows)
     exact = n - len({normalize(text) for text in full})
-    near = sum(d is not None for d in duplicate_of)
+    dedup = settings.deduplicator()
+    near = sum(dedup.add(i, text) is not None for i, text in enumerate(full))
 
     topics = Counter(str(row["topic"]) for row in rows if row.get("topic"))
     other_topics = Counter(str(row["other_topic"]) for row in rows if row.get("other_topic"))
