@@ -7,7 +7,7 @@ import pytest
 from datasets import DatasetDict, load_from_disk
 
 from codistill.apps.generate import generate
-from codistill.data.build import COLUMNS
+from codistill.data import schema
 from codistill.data.cache import cached_dataset
 from codistill.errors import ConfigError
 from conftest import compose_config
@@ -24,14 +24,14 @@ def test_dataset_has_the_columns_splits_and_fim_invariants(generated):
     cfg, data = generated
     assert set(data) == {"train", "validation"}
     assert len(data["validation"]) >= 1 and len(data["train"]) > len(data["validation"])
+    assert data["train"].features == data["validation"].features == schema.FEATURES  # nothing undeclared
     for row in data["train"]:
-        assert set(COLUMNS) <= set(row)
-        assert row["santacoder_prompts"] == row["prefix"] + "<FILL-HERE>" + row["suffix"]
-        assert row["fim_inputs"] == f"<fim-prefix>{row['prefix']}<fim-suffix>{row['suffix']}<fim-middle>"
-        assert row["label_middles"] and row["teacher"] == "tiny_gpt_bigcode"
+        assert row["prompt"] == row["prefix"] + "<FILL-HERE>" + row["suffix"]
+        assert row["teacher_prompt"] == f"<fim-prefix>{row['prefix']}<fim-suffix>{row['suffix']}<fim-middle>"
+        assert row["middle"] and row["teacher"] == "tiny_gpt_bigcode"
         assert row["rationale_template"] == "explain_fim_v1" and row["path"].endswith(".moon")
     saved = load_from_disk(cfg.save_local)
-    assert saved["train"]["label_middles"] == data["train"]["label_middles"]
+    assert saved["train"]["middle"] == data["train"]["middle"]
 
 
 def test_push_to_hub_sends_the_dataset_dict_to_the_named_repo(tmp_path, cache_dir, monkeypatch):

@@ -7,6 +7,7 @@ from datasets import DatasetDict
 from omegaconf import DictConfig
 
 from codistill.config import CONFIG_DIR
+from codistill.data import schema
 from codistill.data.cache import build_dataset
 from codistill.errors import ConfigError, exit_on_config_error, require
 from codistill.eval.metrics import fim_metrics
@@ -19,7 +20,7 @@ def summarize(data: DatasetDict) -> dict[str, dict[str, float]]:
     """Per split: size, and how the teacher's middles compare with the ground truth."""
     rows = {}
     for name, split in data.items():
-        teacher = fim_metrics(split["santacoder_outputs"], split["label_middles"])
+        teacher = fim_metrics(split[schema.TEACHER_MIDDLE], split[schema.MIDDLE])
         rows[name] = {"rows": len(split), **{f"teacher_{k}": v for k, v in teacher.items()}}
     print_table("distillation dataset", rows)
     return rows
