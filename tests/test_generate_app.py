@@ -5,10 +5,12 @@ import json
 
 import pytest
 from datasets import DatasetDict, load_from_disk
+from omegaconf import OmegaConf
 
 from codistill.apps.generate import generate
 from codistill.data import schema
 from codistill.data.cache import cached_dataset
+from codistill.data.datamodule import load_distillation_dataset
 from codistill.errors import ConfigError
 from conftest import compose_config
 
@@ -32,6 +34,19 @@ def test_dataset_has_the_columns_splits_and_fim_invariants(generated):
         assert row["rationale_template"] == "explain_fim_v1" and row["path"].endswith(".moon")
     saved = load_from_disk(cfg.save_local)
     assert saved["train"]["middle"] == data["train"]["middle"]
+
+
+def test_the_original_column_names_export_reads_back_as_the_same_rows(generated, tmp_path):
+    cfg, data = generated
+    original = OmegaConf.merge(cfg, {"column_names": "original", "save_local": str(tmp_path / "original")})
+    assert generate(original)["train"].to_list() == data["train"].to_list()  # the app returns codistill's names
+    saved = load_from_disk(str(tmp_path / "original"))
+    assert set(saved["train"].column_names) == set(schema.FEATURES) - set(schema.ORIGINAL_NAMES) | set(
+        schema.ORIGINAL_NAMES.values()
+    )
+    loaded = load_distillation_dataset(str(tmp_path / "original"))
+    for split in ("train", "validation"):
+        assert loaded[split].to_list() == data[split].to_list()
 
 
 def test_push_to_hub_sends_the_dataset_dict_to_the_named_repo(tmp_path, cache_dir, monkeypatch):

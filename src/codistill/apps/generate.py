@@ -27,9 +27,11 @@ def summarize(data: DatasetDict) -> dict[str, dict[str, float]]:
 
 
 def generate(cfg: DictConfig) -> DatasetDict | None:
+    """The dataset under codistill's column names; saved and pushed under those `column_names` asks for."""
     require(cfg, "dataset", "teacher", "rationale")
     if not cfg.save_local and not cfg.push_to_hub:
         raise ConfigError("save_local and push_to_hub are both null: set one, or the dataset is thrown away")
+    schema.check_export(cfg.column_names)
     data = build_dataset(cfg, shard=(int(cfg.shard.index), int(cfg.shard.count)))
     if data is None:
         log.info(
@@ -38,11 +40,12 @@ def generate(cfg: DictConfig) -> DatasetDict | None:
             cfg.shard.count,
         )
         return None
+    export = schema.exported(data, cfg.column_names)
     if cfg.save_local:
-        data.save_to_disk(cfg.save_local)
+        export.save_to_disk(cfg.save_local)
         log.info("saved the distillation dataset to %s", cfg.save_local)
     if cfg.push_to_hub:
-        data.push_to_hub(cfg.push_to_hub, private=cfg.private)
+        export.push_to_hub(cfg.push_to_hub, private=cfg.private)
         log.info("pushed the dataset to the Hub as %s", cfg.push_to_hub)
     summarize(data)
     return data

@@ -14,10 +14,11 @@ the eval tasks cannot drift apart, and model names stay in the provenance column
 | `teacher`, `rationale_model`, `rationale_template` | which models, and which prompt template, wrote what |
 
 `middle` is the ground truth's one name in the product: in datamodule batches, prediction rows and eval
-samples too.
+samples too. `ORIGINAL_NAMES` maps to the original recipe's column names, an export option of
+codistill-generate (`column_names=original`) that the loader also reads back.
 """
 
-from datasets import Dataset, Features, List, Value
+from datasets import Dataset, DatasetDict, Features, List, Value
 
 from codistill.errors import ConfigError
 
@@ -64,6 +65,42 @@ TEACHER_DISTRIBUTION = Features(
 
 # data.label_source -> the column the student learns
 LABEL_COLUMNS = {"teacher": TEACHER_MIDDLE, "ground_truth": MIDDLE}
+
+# the original recipe's names, for people who already consume that format
+ORIGINAL_NAMES = {
+    PROMPT: "santacoder_prompts",
+    TEACHER_PROMPT: "fim_inputs",
+    MIDDLE: "label_middles",
+    TEACHER_MIDDLE: "santacoder_outputs",
+    RATIONALE: "openai_rationale",
+}
+EXPORTS = ("codistill", "original")
+
+
+def check_export(column_names: str) -> None:
+    """Fail before anything is built when `column_names` names no export."""
+    if column_names not in EXPORTS:
+        raise ConfigError(
+            f"column_names={column_names!r} is not one of: {', '.join(EXPORTS)}; "
+            "use column_names=original for the original recipe's names"
+        )
+
+
+def exported(data: DatasetDict, column_names: str) -> DatasetDict:
+    """`data` under the column names `column_names` asks for (see EXPORTS)."""
+    check_export(column_names)
+    return data.rename_columns(ORIGINAL_NAMES) if column_names == "original" else data
+
+
+def from_original(data: DatasetDict) -> DatasetDict:
+    """`data` with the original recipe's column names read back as codistill's; a name whose codistill
+    column is already there is left alone."""
+    return DatasetDict({name: _neutral(split) for name, split in data.items()})
+
+
+def _neutral(split: Dataset) -> Dataset:
+    have = set(split.column_names)
+    return split.rename_columns({old: new for new, old in ORIGINAL_NAMES.items() if old in have and new not in have})
 
 
 def check_columns(split: Dataset, where: str) -> None:
