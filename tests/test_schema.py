@@ -5,6 +5,7 @@ from datasets import Dataset, DatasetDict, load_from_disk
 
 from codistill.apps.generate import generate
 from codistill.data import schema
+from codistill.data.cache import dataset_key
 from codistill.data.datamodule import load_distillation_dataset
 from codistill.errors import ConfigError
 from codistill.eval.tasks import FIMHeldoutTask, SandboxSettings
@@ -77,3 +78,10 @@ def test_unknown_column_names_fail_before_anything_is_built(tmp_path, cache_dir)
     with pytest.raises(ConfigError, match="column_names='santacoder' is not one of: codistill, original"):
         generate(compose_config("generate", tmp_path, cache_dir, ["column_names=santacoder"]))
     assert not (tmp_path / "data").exists()
+
+
+def test_the_cache_key_changes_with_the_schema(tmp_path, cache_dir, monkeypatch):
+    cfg = compose_config("train", tmp_path, cache_dir)
+    key = dataset_key(cfg)
+    monkeypatch.setattr(schema, "VERSION", schema.VERSION + 1)
+    assert dataset_key(cfg) != key

@@ -1,10 +1,11 @@
 """The distillation dataset of a config, built once and cached under `paths.data_dir`.
 
 The folder name carries a hash of everything that decides the content (`dataset`, `teacher`,
-`rationale`, `seed`), so a second run with the same config pays for nothing and a changed config never
-reads a stale dataset. A folder appears only complete (written beside, then renamed). Under a launch of
-several ranks each rank labels its shard of the segments (the teacher runs on every GPU at once), the
-ranks wait for each other, rank 0 assembles and saves, and the others then load what it saved.
+`rationale`, `seed`, the schema's version), so a second run with the same config pays for nothing and a
+changed config (or schema) never reads a stale dataset. A folder appears only complete (written beside,
+then renamed). Under a launch of several ranks each rank labels its shard of the segments (the teacher
+runs on every GPU at once), the ranks wait for each other, rank 0 assembles and saves, and the others
+then load what it saved.
 """
 
 import hashlib
@@ -15,6 +16,7 @@ from pathlib import Path
 from datasets import DatasetDict
 from omegaconf import DictConfig, OmegaConf
 
+from codistill.data import schema
 from codistill.data.build import build_fim_dataset
 from codistill.distributed import barrier
 from codistill.errors import ConfigError, build
@@ -48,9 +50,10 @@ def build_dataset(cfg: DictConfig, shard: tuple[int, int] = (0, 1)) -> DatasetDi
 
 
 def dataset_key(cfg: DictConfig) -> str:
-    """A stable hash of everything that decides the dataset's content."""
+    """A stable hash of everything that decides the dataset's content, its columns included."""
     parts = {k: OmegaConf.to_container(cfg[k], resolve=True) for k in ("dataset", "teacher", "rationale")}
     parts["seed"] = cfg.seed
+    parts["schema"] = schema.VERSION
     return hashlib.sha256(OmegaConf.to_yaml(OmegaConf.create(parts)).encode("utf-8")).hexdigest()[:12]
 
 

@@ -22,6 +22,10 @@ from datasets import Dataset, DatasetDict, Features, List, Value
 
 from codistill.errors import ConfigError
 
+# in the cache key of built datasets, so a cached dataset of another schema is never read: bump it when a
+# column is added, renamed or changes meaning (1: the original recipe's names, before this module)
+VERSION = 2
+
 PROMPT = "prompt"
 TEACHER_PROMPT = "teacher_prompt"
 PREFIX = "prefix"
