@@ -3,7 +3,7 @@
 Both paths train the same task on the same data in the same process: the tiny T5 student of the embedded default
 (`codistill.models.tiny.tiny_t5`, a freshly loaded copy per run through `codistill.models.loading.load_student`)
 learns the label task of the embedded default's FIM dataset (`codistill-train`'s config composed with Hydra's
-compose API, built by `codistill.data.cache.cached_dataset`), on CPU in fp32:
+compose API, built by `codistill.data.cache.DistillationSource`), on CPU in fp32:
 
 - lightning: `codistill.models.seq2seq.Seq2SeqDistiller` with `LabelOnlyLoss` (`loss=label_only`) on
   `codistill.data.datamodule.FIMDataModule`'s length-grouped batches, under a `pytorch_lightning.Trainer`;

@@ -53,8 +53,8 @@ def test_inputs_carry_the_task_prefix_and_fim_markers(dataset_dir, student):
 def test_label_source_picks_the_teacher_or_the_ground_truth(dataset_dir, student):
     teacher = _module(dataset_dir, student, label_source="teacher", drop_empty_labels=True)
     for row in teacher.splits["train"]:
-        assert row["santacoder_outputs"].startswith(student.tokenizer.decode(row["label_labels"]))
-        assert row["santacoder_outputs"] != ""  # empty teacher middles would teach empty outputs
+        assert row["teacher_middle"].startswith(student.tokenizer.decode(row["label_labels"]))
+        assert row["teacher_middle"] != ""  # empty teacher middles would teach empty outputs
     with pytest.raises(ConfigError, match="data.label_source"):
         FIMDataModule(dataset_dir, student.tokenizer, label_source="gold")
 
@@ -95,7 +95,7 @@ def test_length_grouped_batches_pad_little_cover_every_example_once_and_are_repr
     loader.batch_sampler.sampler.set_epoch(0)  # as Lightning does at the start of each epoch
     lengths = dm.train_lengths
     for batch, rows in zip(loader, batches, strict=True):
-        assert batch["middle"] == [dm.splits["train"][i]["label_middles"] for i in rows]
+        assert batch["middle"] == [dm.splits["train"][i]["middle"] for i in rows]
         for task in ("label", "rationale"):
             for key, column in (("input_ids", f"{task}_input_ids"), ("labels", f"{task}_labels")):
                 assert batch[task][key].size(1) == max(lengths[column][i] for i in rows)

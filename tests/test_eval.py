@@ -106,6 +106,8 @@ def test_eval_app_scores_the_tiny_teacher_on_every_task(tmp_path, cache_dir, inf
     )
     assert json.loads((out / "summary.json").read_text()) == summary
     assert (out / "summary.png").stat().st_size > 1000 and "| humaneval |" in (out / "summary.md").read_text()
+    heldout = json.loads(open(out / "samples_fim_heldout.jsonl").readline())
+    assert {"prompt", "middle", "teacher_middle", "completion"} <= set(heldout)
     rows = [json.loads(line) for line in open(out / "samples_humaneval.jsonl")]
     assert len(rows) == 3 + 3 * 2 and {"task_id", "completion", "result", "error"} <= set(rows[0])
 

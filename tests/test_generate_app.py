@@ -5,9 +5,11 @@ import json
 
 import pytest
 from datasets import DatasetDict, load_from_disk
+from omegaconf import OmegaConf
 
 from codistill.apps.generate import generate
-from codistill.data.build import COLUMNS
+from codistill.data import schema
+from codistill.data.datamodule import load_distillation_dataset
 from codistill.errors import ConfigError, build
 from conftest import compose_config
 
@@ -23,14 +25,27 @@ def test_dataset_has_the_columns_splits_and_fim_invariants(generated):
     cfg, data = generated
     assert set(data) == {"train", "validation"}
     assert len(data["validation"]) >= 1 and len(data["train"]) > len(data["validation"])
+    assert data["train"].features == data["validation"].features == schema.FEATURES  # nothing undeclared
     for row in data["train"]:
-        assert set(COLUMNS) <= set(row)
-        assert row["santacoder_prompts"] == row["prefix"] + "<FILL-HERE>" + row["suffix"]
-        assert row["fim_inputs"] == f"<fim-prefix>{row['prefix']}<fim-suffix>{row['suffix']}<fim-middle>"
-        assert row["label_middles"] and row["teacher"] == "tiny_gpt_bigcode"
+        assert row["prompt"] == row["prefix"] + "<FILL-HERE>" + row["suffix"]
+        assert row["teacher_prompt"] == f"<fim-prefix>{row['prefix']}<fim-suffix>{row['suffix']}<fim-middle>"
+        assert row["middle"] and row["teacher"] == "tiny_gpt_bigcode"
         assert row["rationale_template"] == "explain_fim_v1" and row["path"].endswith(".moon")
     saved = load_from_disk(cfg.save_local)
-    assert saved["train"]["label_middles"] == data["train"]["label_middles"]
+    assert saved["train"]["middle"] == data["train"]["middle"]
+
+
+def test_the_original_column_names_export_reads_back_as_the_same_rows(generated, tmp_path):
+    cfg, data = generated
+    original = OmegaConf.merge(cfg, {"column_names": "original", "save_local": str(tmp_path / "original")})
+    assert generate(original)["train"].to_list() == data["train"].to_list()  # the app returns codistill's names
+    saved = load_from_disk(str(tmp_path / "original"))
+    assert set(saved["train"].column_names) == set(schema.FEATURES) - set(schema.ORIGINAL_NAMES) | set(
+        schema.ORIGINAL_NAMES.values()
+    )
+    loaded = load_distillation_dataset(str(tmp_path / "original"))
+    for split in ("train", "validation"):
+        assert loaded[split].to_list() == data[split].to_list()
 
 
 def test_push_to_hub_sends_the_dataset_dict_to_the_named_repo(tmp_path, cache_dir, monkeypatch):

@@ -24,11 +24,11 @@ def _dataset(path):
         {
             "prefix": p,
             "suffix": s,
-            "label_middles": m,
-            "santacoder_outputs": m,
-            "openai_rationale": f"it fills {m.strip()}",
-            "santacoder_prompts": f"{p}<FILL-HERE>{s}",
-            "fim_inputs": "",
+            "middle": m,
+            "teacher_middle": m,
+            "rationale": f"it fills {m.strip()}",
+            "prompt": f"{p}<FILL-HERE>{s}",
+            "teacher_prompt": "",
         }
         for p, m, s in ROWS
     ]

@@ -38,6 +38,7 @@ def test_training_learns_and_reports_every_metric(trained):
     assert os.path.isfile(summary["checkpoint"])
     history = [json.loads(line) for line in open(f"{out}/predictions.jsonl")]
     assert len(history) == summary["validation_rows"]
+    assert set(history[0]) == {"prompt", "middle", "teacher_middle", "student"}
 
 
 def test_training_loss_goes_down(trained):

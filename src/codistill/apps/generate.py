@@ -7,6 +7,7 @@ from datasets import DatasetDict
 from omegaconf import DictConfig
 
 from codistill.config import CONFIG_DIR
+from codistill.data import schema
 from codistill.errors import ConfigError, build, exit_on_config_error, require
 from codistill.eval.metrics import fim_metrics
 from codistill.tables import print_table
@@ -18,13 +19,14 @@ def summarize(data: DatasetDict) -> dict[str, dict[str, float]]:
     """Per split: size, and how the teacher's middles compare with the ground truth."""
     rows = {}
     for name, split in data.items():
-        teacher = fim_metrics(split["santacoder_outputs"], split["label_middles"])
+        teacher = fim_metrics(split[schema.TEACHER_MIDDLE], split[schema.MIDDLE])
         rows[name] = {"rows": len(split), **{f"teacher_{k}": v for k, v in teacher.items()}}
     print_table("distillation dataset", rows)
     return rows
 
 
 def generate(cfg: DictConfig) -> DatasetDict | None:
+    """The dataset under codistill's column names; saved and pushed under those `column_names` asks for."""
     require(cfg, "dataset", "teacher", "rationale")
     if "source" not in cfg.data:
         raise ConfigError(
@@ -33,6 +35,7 @@ def generate(cfg: DictConfig) -> DatasetDict | None:
         )
     if not cfg.save_local and not cfg.push_to_hub:
         raise ConfigError("save_local and push_to_hub are both null: set one, or the dataset is thrown away")
+    schema.check_export(cfg.column_names)
     data = build(cfg.data.source).build(shard=(int(cfg.shard.index), int(cfg.shard.count)))
     if data is None:
         log.info(
@@ -41,11 +44,12 @@ def generate(cfg: DictConfig) -> DatasetDict | None:
             cfg.shard.count,
         )
         return None
+    export = schema.exported(data, cfg.column_names)
     if cfg.save_local:
-        data.save_to_disk(cfg.save_local)
+        export.save_to_disk(cfg.save_local)
         log.info("saved the distillation dataset to %s", cfg.save_local)
     if cfg.push_to_hub:
-        data.push_to_hub(cfg.push_to_hub, private=cfg.private)
+        export.push_to_hub(cfg.push_to_hub, private=cfg.private)
         log.info("pushed the dataset to the Hub as %s", cfg.push_to_hub)
     summarize(data)
     return data

@@ -5,11 +5,10 @@ import hashlib
 from datasets import Dataset, DatasetDict
 from tqdm.auto import tqdm
 
+from codistill.data import schema
 from codistill.data.fim import fill_here, segment, split_fim, stable_rng
 from codistill.errors import ConfigError
 from codistill.llm.store import ResultStore, content_key, in_shard
-
-COLUMNS = ["santacoder_prompts", "fim_inputs", "label_middles", "santacoder_outputs", "openai_rationale"]
 
 
 def fim_records(corpus: Dataset, segment_cfg: dict, fim_cfg: dict, teacher_tokenizer, seed: int) -> list[dict]:
@@ -32,10 +31,10 @@ def fim_records(corpus: Dataset, segment_cfg: dict, fim_cfg: dict, teacher_token
             )
             records.append(
                 {
-                    "prefix": prefix,
-                    "suffix": suffix,
-                    "label_middles": middle,
-                    "santacoder_prompts": fill_here(prefix, suffix),
+                    schema.PREFIX: prefix,
+                    schema.SUFFIX: suffix,
+                    schema.MIDDLE: middle,
+                    schema.PROMPT: fill_here(prefix, suffix),
                     "repo": row.get("max_stars_repo_name") or "",
                     "path": row.get("max_stars_repo_path") or "",
                     "hexsha": file_id,
@@ -59,7 +58,7 @@ def build_fim_dataset(
     seed: int,
     shard: tuple[int, int] = (0, 1),
 ) -> DatasetDict | None:
-    """The distillation dataset: columns `COLUMNS` plus `prefix`, `suffix` and provenance.
+    """The distillation dataset, with the columns of `codistill.data.schema.FEATURES`.
 
     Teacher middles and rationales go through `store`, so a killed build resumes without paying twice.
     With `shard=(i, n)`, n > 1, only the segments of shard i are labelled and None is returned: run
@@ -75,19 +74,21 @@ def build_fim_dataset(
     index, count = shard
     mine = [r for r in records if in_shard(content_key(r["hexsha"], r["segment_index"]), index, count)]
     outputs = teacher.infill([r["prefix"] for r in mine], [r["suffix"] for r in mine], store)
-    codes, middles = [r["santacoder_prompts"] for r in mine], [r["label_middles"] for r in mine]
+    codes, middles = [r[schema.PROMPT] for r in mine], [r[schema.MIDDLE] for r in mine]
     rationales = rationale.explain(language, codes, middles, store)
     if count > 1:
         return None
     for record, output, why in zip(records, outputs, rationales, strict=True):
         record.update(
-            fim_inputs=teacher.fim.psm(record["prefix"], record["suffix"]),
-            santacoder_outputs=output,
-            openai_rationale=why,
-            teacher=teacher.name,
-            rationale_model=rationale.model_name,
-            rationale_template=rationale.template.id,
+            {
+                schema.TEACHER_PROMPT: teacher.fim.psm(record[schema.PREFIX], record[schema.SUFFIX]),
+                schema.TEACHER_MIDDLE: output,
+                schema.RATIONALE: why,
+                "teacher": teacher.name,
+                "rationale_model": rationale.model_name,
+                "rationale_template": rationale.template.id,
+            }
         )
     n_val = max(1, round(validation_size * len(records)))
-    split = Dataset.from_list(records).train_test_split(test_size=n_val, seed=seed)
+    split = Dataset.from_list(records, features=schema.FEATURES).train_test_split(test_size=n_val, seed=seed)
     return DatasetDict(train=split["train"], validation=split["test"])

@@ -1,11 +1,11 @@
 """The distillation dataset of recipe 1, built once and cached under `paths.data_dir`.
 
 `DistillationSource` holds what decides the dataset (the corpus and its segmenting, the teacher, the
-rationale writer, the seed) and names its folder after a hash of exactly that, so a second run with the
-same config pays for nothing and a changed config never reads a stale dataset. A folder appears only
-complete (written beside, then renamed). Under a launch of several ranks each rank labels its shard of the
-segments (the teacher runs on every GPU at once), the ranks wait for each other, rank 0 assembles and
-saves, and the others then load what it saved.
+rationale writer, the seed) and names its folder after a hash of exactly that and of the schema's version,
+so a second run with the same config pays for nothing and a changed config (or schema) never reads a stale
+dataset. A folder appears only complete (written beside, then renamed). Under a launch of several ranks
+each rank labels its shard of the segments (the teacher runs on every GPU at once), the ranks wait for each
+other, rank 0 assembles and saves, and the others then load what it saved.
 """
 
 import hashlib
@@ -17,6 +17,7 @@ from pathlib import Path
 from datasets import DatasetDict
 from omegaconf import DictConfig, OmegaConf
 
+from codistill.data import schema
 from codistill.data.build import build_fim_dataset
 from codistill.distributed import barrier
 from codistill.errors import ConfigError, build
@@ -37,8 +38,9 @@ class DistillationSource:
     store_dir: str
 
     def key(self) -> str:
-        """A stable hash of everything that decides the dataset's content."""
+        """A stable hash of everything that decides the dataset's content, its columns included."""
         parts = {"dataset": self.dataset, "teacher": self.teacher, "rationale": self.rationale, "seed": self.seed}
+        parts["schema"] = schema.VERSION
         return hashlib.sha256(OmegaConf.to_yaml(OmegaConf.create(parts)).encode("utf-8")).hexdigest()[:12]
 
     def folder(self) -> Path:

@@ -13,23 +13,23 @@ from datasets import DatasetDict, load_from_disk
 from pytorch_lightning.utilities import rank_zero_info
 from torch.utils.data import BatchSampler, DataLoader
 
+from codistill.data import schema
 from codistill.data.batching import EpochShuffle, LengthGroupedBatchSampler, epoch_batches, padding_fraction_of
-from codistill.data.build import COLUMNS
 from codistill.data.formatting import LABEL_TASK, RATIONALE_TASK, encode_fim_input
 from codistill.distributed import rank_and_world
 from codistill.errors import ConfigError
 
-LABEL_COLUMNS = {"teacher": "santacoder_outputs", "ground_truth": "label_middles"}
 TASKS = ("label", "rationale")
 TENSOR_COLUMNS = tuple(f"{task}_{part}" for task in TASKS for part in ("input_ids", "labels"))
-TEXT_COLUMNS = ("label_middles", "santacoder_outputs", "santacoder_prompts")
+# passed through to every batch under their own names
+TEXT_COLUMNS = (schema.MIDDLE, schema.TEACHER_MIDDLE, schema.PROMPT)
 IGNORE_INDEX = -100
 
 
 class FIMDataModule(pl.LightningDataModule):
     """Loads a saved distillation `DatasetDict` (`dataset_dir`, or the one `source` builds: see
     codistill.data.cache) and yields batches
-    `{"label": {...}, "rationale": {...}, "middle": [...], "teacher_middle": [...]}` whose model inputs
+    `{"label": {...}, "rationale": {...}, "middle": [...], "teacher_middle": [...], "prompt": [...]}` whose model inputs
     are padded with the pad id and whose labels are padded with -100.
 
     With `group_by_length` (the default) the training batches hold examples of similar input length
@@ -53,12 +53,12 @@ class FIMDataModule(pl.LightningDataModule):
         source=None,
     ):
         super().__init__()
-        if label_source not in LABEL_COLUMNS:
-            raise ConfigError(f"data.label_source={label_source!r} is not one of: {', '.join(LABEL_COLUMNS)}")
+        if label_source not in schema.LABEL_COLUMNS:
+            raise ConfigError(f"data.label_source={label_source!r} is not one of: {', '.join(schema.LABEL_COLUMNS)}")
         if dataset_dir is None and source is None:
             raise ConfigError("data.dataset_dir and data.source are both null: name a saved dataset or a source")
-        self.dataset_dir, self.source = dataset_dir, source
-        self.tokenizer, self.label_column = tokenizer, LABEL_COLUMNS[label_source]
+        self.dataset_dir, self.source, self.tokenizer = dataset_dir, source, tokenizer
+        self.label_column = schema.LABEL_COLUMNS[label_source]
         self.micro_batch_size, self.eval_batch_size, self.num_workers = micro_batch_size, eval_batch_size, num_workers
         self.max_source_length, self.max_target_length = max_source_length, max_target_length
         self.max_rationale_length, self.drop_empty_labels = max_rationale_length, drop_empty_labels
@@ -98,23 +98,23 @@ class FIMDataModule(pl.LightningDataModule):
     def _encode(self, row: dict) -> dict:
         tok = self.tokenizer
         return {
-            "label_input_ids": encode_fim_input(tok, LABEL_TASK, row["prefix"], row["suffix"], self.max_source_length),
+            "label_input_ids": encode_fim_input(
+                tok, LABEL_TASK, row[schema.PREFIX], row[schema.SUFFIX], self.max_source_length
+            ),
             "label_labels": tok(row[self.label_column], max_length=self.max_target_length, truncation=True)[
                 "input_ids"
             ],
             "rationale_input_ids": encode_fim_input(
-                tok, RATIONALE_TASK, row["prefix"], row["suffix"], self.max_source_length
+                tok, RATIONALE_TASK, row[schema.PREFIX], row[schema.SUFFIX], self.max_source_length
             ),
-            "rationale_labels": tok(row["openai_rationale"], max_length=self.max_rationale_length, truncation=True)[
+            "rationale_labels": tok(row[schema.RATIONALE], max_length=self.max_rationale_length, truncation=True)[
                 "input_ids"
             ],
         }
 
     def collate(self, rows: list[dict]) -> dict:
         batch = {task: self._pad(rows, task) for task in TASKS}
-        batch["middle"] = [r["label_middles"] for r in rows]
-        batch["teacher_middle"] = [r["santacoder_outputs"] for r in rows]
-        batch["prompt"] = [r["santacoder_prompts"] for r in rows]
+        batch.update({column: [r[column] for r in rows] for column in TEXT_COLUMNS})
         return batch
 
     def _pad(self, rows: list[dict], task: str) -> dict[str, torch.Tensor]:
@@ -177,20 +177,16 @@ class FIMDataModule(pl.LightningDataModule):
 
 
 def load_distillation_dataset(dataset_dir: str) -> DatasetDict:
-    """A `DatasetDict` saved by codistill-generate, checked for the splits and columns training needs."""
+    """A `DatasetDict` saved by codistill-generate, under codistill's column names (whichever names it was
+    saved with), checked for the splits and columns training needs."""
     if not Path(dataset_dir, "dataset_dict.json").is_file():
         raise ConfigError(
             f"dataset_dir={dataset_dir} is not a saved dataset (no dataset_dict.json): run codistill-generate "
             "and pass its save_local folder as data.dataset_dir, or leave it null to build one"
         )
-    data = load_from_disk(dataset_dir)
-    needed = set(COLUMNS) | {"prefix", "suffix"}
+    data = schema.from_original(load_from_disk(dataset_dir))
     for split in ("train", "validation"):
         if split not in data:
             raise ConfigError(f"{dataset_dir} has no {split!r} split (has: {', '.join(data)}); regenerate it")
-        missing = needed - set(data[split].column_names)
-        if missing:
-            raise ConfigError(
-                f"{dataset_dir} [{split}] lacks columns {sorted(missing)}; regenerate it with codistill-generate"
-            )
+        schema.check_columns(data[split], f"{dataset_dir} [{split}]")
     return data

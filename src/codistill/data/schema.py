@@ -1,0 +1,114 @@
+"""The distillation dataset's columns: the one place that names them, so the builder, the datamodule and
+the eval tasks cannot drift apart, and model names stay in the provenance columns, not in the schema.
+
+| column | holds |
+| --- | --- |
+| `prompt` | the segment as a reader sees it: `prefix + "<FILL-HERE>" + suffix` |
+| `teacher_prompt` | the teacher's PSM prompt, in its own FIM tokens |
+| `prefix`, `suffix` | the code before and after the gap |
+| `middle` | the ground truth: the code cut out of the gap |
+| `teacher_middle` | the teacher's middle, exactly the text before its end-of-text token |
+| `rationale` | the rationale model's explanation of the middle |
+| `repo`, `path`, `hexsha`, `licenses` | the source file (`hexsha`: a hash of the content where the corpus has none) |
+| `segment_index`, `fim_mode` | which segment of the file, and how its gap was cut (`line` or `char`) |
+| `teacher`, `rationale_model`, `rationale_template` | which models, and which prompt template, wrote what |
+
+`middle` is the ground truth's one name in the product: in datamodule batches, prediction rows and eval
+samples too. `ORIGINAL_NAMES` maps to the original recipe's column names, an export option of
+codistill-generate (`column_names=original`) that the loader also reads back.
+"""
+
+from datasets import Dataset, DatasetDict, Features, List, Value
+
+from codistill.errors import ConfigError
+
+# in the cache key of built datasets, so a cached dataset of another schema is never read: bump it when a
+# column is added, renamed or changes meaning (1: the original recipe's names, before this module)
+VERSION = 2
+
+PROMPT = "prompt"
+TEACHER_PROMPT = "teacher_prompt"
+PREFIX = "prefix"
+MIDDLE = "middle"
+SUFFIX = "suffix"
+TEACHER_MIDDLE = "teacher_middle"
+RATIONALE = "rationale"
+
+TEXT = (PROMPT, TEACHER_PROMPT, PREFIX, MIDDLE, SUFFIX, TEACHER_MIDDLE, RATIONALE)
+PROVENANCE = Features(
+    {
+        "repo": Value("string"),
+        "path": Value("string"),
+        "hexsha": Value("string"),
+        "licenses": List(Value("string")),
+        "segment_index": Value("int64"),
+        "fim_mode": Value("string"),
+        "teacher": Value("string"),
+        "rationale_model": Value("string"),
+        "rationale_template": Value("string"),
+    }
+)
+# every column codistill-generate writes, with its type (the builder passes it to `Dataset.from_list`)
+FEATURES = Features({**{c: Value("string") for c in TEXT}, **PROVENANCE})
+# what training and the fim_heldout task read; provenance is optional
+REQUIRED = TEXT
+
+# Reserved for the logit-distillation issue: the teacher's distribution at each position of
+# `teacher_middle`, its top k token ids and their log-probabilities, and the probability mass outside
+# them. codistill-generate will fill them; until then no dataset has them and nothing reads them.
+TEACHER_TOPK_IDS = "teacher_topk_ids"
+TEACHER_TOPK_LOGPROBS = "teacher_topk_logprobs"
+TEACHER_TAIL_MASS = "teacher_tail_mass"
+TEACHER_DISTRIBUTION = Features(
+    {
+        TEACHER_TOPK_IDS: List(List(Value("int32"))),
+        TEACHER_TOPK_LOGPROBS: List(List(Value("float32"))),
+        TEACHER_TAIL_MASS: List(Value("float32")),
+    }
+)
+
+# data.label_source -> the column the student learns
+LABEL_COLUMNS = {"teacher": TEACHER_MIDDLE, "ground_truth": MIDDLE}
+
+# the original recipe's names, for people who already consume that format
+ORIGINAL_NAMES = {
+    PROMPT: "santacoder_prompts",
+    TEACHER_PROMPT: "fim_inputs",
+    MIDDLE: "label_middles",
+    TEACHER_MIDDLE: "santacoder_outputs",
+    RATIONALE: "openai_rationale",
+}
+EXPORTS = ("codistill", "original")
+
+
+def check_export(column_names: str) -> None:
+    """Fail before anything is built when `column_names` names no export."""
+    if column_names not in EXPORTS:
+        raise ConfigError(
+            f"column_names={column_names!r} is not one of: {', '.join(EXPORTS)}; "
+            "use column_names=original for the original recipe's names"
+        )
+
+
+def exported(data: DatasetDict, column_names: str) -> DatasetDict:
+    """`data` under the column names `column_names` asks for (see EXPORTS)."""
+    check_export(column_names)
+    return data.rename_columns(ORIGINAL_NAMES) if column_names == "original" else data
+
+
+def from_original(data: DatasetDict) -> DatasetDict:
+    """`data` with the original recipe's column names read back as codistill's; a name whose codistill
+    column is already there is left alone."""
+    return DatasetDict({name: _neutral(split) for name, split in data.items()})
+
+
+def _neutral(split: Dataset) -> Dataset:
+    have = set(split.column_names)
+    return split.rename_columns({old: new for new, old in ORIGINAL_NAMES.items() if old in have and new not in have})
+
+
+def check_columns(split: Dataset, where: str) -> None:
+    """Fail with a one-line error naming the REQUIRED columns that `split` lacks."""
+    missing = [c for c in REQUIRED if c not in split.column_names]
+    if missing:
+        raise ConfigError(f"{where} lacks columns {missing}; regenerate it with codistill-generate")
