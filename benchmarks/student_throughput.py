@@ -6,7 +6,7 @@ learns the label task of the embedded default's FIM dataset (`codistill-train`'s
 compose API, built by `codistill.data.cache.DistillationSource`), on CPU in fp32:
 
 - lightning: `codistill.models.seq2seq.Seq2SeqDistiller` with `LabelOnlyLoss` (`loss=label_only`) on
-  `codistill.data.datamodule.FIMDataModule`'s length-grouped batches, under a `pytorch_lightning.Trainer`;
+  `codistill.data.fim_datamodule.FIMDataModule`'s length-grouped batches, under a `pytorch_lightning.Trainer`;
 - hf: `transformers.Seq2SeqTrainer` on the same tokenized label-task features (`label_input_ids`,
   `label_labels` of the datamodule's training split), padded by `DataCollatorForSeq2Seq`, with its own
   length grouping (`train_sampling_strategy="group_by_length"`, the former `group_by_length=True`).

@@ -11,7 +11,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from codistill.data.batching import padding_fraction_of
-from codistill.data.exercises import IGNORE_INDEX, ExercisesDataModule
+from codistill.data.exercises_datamodule import IGNORE_INDEX, ExercisesDataModule
 from codistill.errors import ConfigError
 from codistill.models.causal import CausalDistiller
 

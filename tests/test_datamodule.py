@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from codistill.data.datamodule import FIMDataModule
+from codistill.data.fim_datamodule import FIMDataModule
 from codistill.data.formatting import FIM_MIDDLE, FIM_PREFIX, FIM_SUFFIX, LABEL_TASK, encode_fim_input
 from codistill.errors import ConfigError, build
 from codistill.models.loading import load_student

@@ -6,10 +6,10 @@ import re
 import pytest
 
 from codistill.apps.exercises import generate_exercises
-from codistill.data.fim import stable_rng
 from codistill.errors import ConfigError
 from codistill.exercises.topics import combinations, leaves_of, parse_list, prompt_capacity, read_lines
 from codistill.llm.store import ResultStore
+from codistill.rng import stable_rng
 from conftest import compose_config
 from openai_server import FakeOpenAI
 

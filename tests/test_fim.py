@@ -2,8 +2,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from codistill.data.fim import FIMTokens, fill_here, segment, split_fim, stable_rng
+from codistill.data.fim import FIMTokens, fill_here, segment, split_fim
 from codistill.errors import ConfigError
+from codistill.rng import stable_rng
 
 code = st.text(alphabet=st.characters(codec="utf-8"), min_size=1, max_size=300)
 

@@ -9,7 +9,7 @@ from omegaconf import OmegaConf
 
 from codistill.apps.generate import generate
 from codistill.data import schema
-from codistill.data.datamodule import load_distillation_dataset
+from codistill.data.fim_datamodule import load_distillation_dataset
 from codistill.errors import ConfigError, build
 from conftest import compose_config
 

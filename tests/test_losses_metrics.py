@@ -26,7 +26,6 @@ def test_alpha_outside_unit_interval_names_the_fix(alpha):
 
 def test_label_only_ignores_rationales():
     assert LabelOnlyLoss()(torch.tensor(1.5)).item() == 1.5
-    assert (LabelOnlyLoss.model_type, StepByStepLoss.model_type) == ("standard", "task_prefix")
 
 
 def test_metrics_exact_values():

@@ -5,7 +5,7 @@ from datasets import Dataset, DatasetDict, load_from_disk
 
 from codistill.apps.generate import generate
 from codistill.data import schema
-from codistill.data.datamodule import load_distillation_dataset
+from codistill.data.fim_datamodule import load_distillation_dataset
 from codistill.errors import ConfigError, build
 from codistill.eval.sandbox import SandboxSettings
 from codistill.eval.tasks import FIMHeldoutTask

@@ -3,7 +3,7 @@
 import torch
 from datasets import Dataset, DatasetDict
 
-from codistill.data.datamodule import FIMDataModule
+from codistill.data.fim_datamodule import FIMDataModule
 from codistill.eval.metrics import empty_rate, exact_match
 from codistill.losses import StepByStepLoss
 from codistill.models.loading import load_student

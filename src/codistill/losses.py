@@ -6,11 +6,10 @@ from codistill.errors import ConfigError
 
 
 class StepByStepLoss:
-    """Distilling Step-by-Step (Hsieh et al. 2023), `model_type=task_prefix`: the student learns the
+    """Distilling Step-by-Step (Hsieh et al. 2023), the original code's `task_prefix` mode: the student learns the
     label and the rationale as two tasks with their own prefixes;
     `loss = alpha * label_loss + (1 - alpha) * rationale_loss`."""
 
-    model_type = "task_prefix"
     uses_rationale = True
 
     def __init__(self, alpha: float = 0.5):
@@ -23,9 +22,8 @@ class StepByStepLoss:
 
 
 class LabelOnlyLoss:
-    """Standard distillation, `model_type=standard`: the label loss alone; rationales are not used."""
+    """Standard distillation (the original code's `standard` mode): the label loss alone; no rationales."""
 
-    model_type = "standard"
     uses_rationale = False
 
     def __call__(self, label_loss: torch.Tensor, rationale_loss: torch.Tensor | None = None) -> torch.Tensor:

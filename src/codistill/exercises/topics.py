@@ -5,7 +5,7 @@ Every leaf is then paired with `partners` leaves under other subtopics, and each
 `professions_per_combo` distinct professions drawn from a list, one prompt each, so the exercises spread over
 many combinations: the bundled 42 x 10 x 5 tree gives 2,100 leaves x 200 partners = 420k pairs, and 5
 professions per pair the 2M prompts of the original recipe. Everything is seeded by content
-(codistill.data.fim.stable_rng), so the same config selects the same prompts after a restart.
+(codistill.rng.stable_rng), so the same config selects the same prompts after a restart.
 """
 
 import json
@@ -14,9 +14,9 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from codistill.data.fim import stable_rng
 from codistill.llm.store import ResultStore
 from codistill.llm.template import PromptTemplate
+from codistill.rng import stable_rng
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 _BULLET = re.compile(r"^\s*(?:[-*\u2022]|\d+[.)])\s*")

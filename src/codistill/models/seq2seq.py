@@ -14,7 +14,7 @@ from codistill.models.optim import build_optimizer
 
 
 class Seq2SeqDistiller(pl.LightningModule):
-    """Trains on the label task (and, for `model_type=task_prefix` losses, the rationale task);
+    """Trains on the label task (and, for losses that use rationales, the rationale task);
     validation generates middles and scores them against the ground truth and the teacher."""
 
     def __init__(
