@@ -19,7 +19,7 @@ from codistill.data.formatting import LABEL_TASK, RATIONALE_TASK, encode_fim_inp
 from codistill.errors import ConfigError
 
 LABEL_COLUMNS = {"teacher": "santacoder_outputs", "ground_truth": "label_middles"}
-TASKS = ("label", "rationale")
+TASKS = (LABEL_TASK, RATIONALE_TASK)
 TENSOR_COLUMNS = tuple(f"{task}_{part}" for task in TASKS for part in ("input_ids", "labels"))
 TEXT_COLUMNS = ("label_middles", "santacoder_outputs", "santacoder_prompts")
 IGNORE_INDEX = -100
