@@ -97,6 +97,7 @@ def test_the_real_recipe_overrides_only_groups_and_what_changes(make_config):
     assert cfg.student.name_or_path == "google/flan-t5-small"
     assert cfg.dataset.corpus.source == "bigcode/the-stack"
     assert cfg.data.label_source == "teacher" and cfg.trainer.precision == "bf16-mixed"
+    assert cfg.data.max_source_length == 512  # flan-t5-small's in Distilling Step-by-Step
 
 
 def test_the_embedded_default_is_offline(make_config):

@@ -1,13 +1,16 @@
-"""Batches for the two tasks: markers kept, -100 label padding, eos-terminated targets."""
+"""Batches for the two tasks: plain-text task prefixes, markers kept, -100 label padding, eos-terminated targets."""
 
 import pytest
 import torch
+from transformers import AutoTokenizer
 
 from codistill.data.fim_datamodule import FIMDataModule
-from codistill.data.formatting import FIM_MIDDLE, FIM_PREFIX, FIM_SUFFIX, LABEL_TASK, encode_fim_input
+from codistill.data.formatting import FIM_MIDDLE, FIM_PREFIX, FIM_SUFFIX, LABEL_TASK, RATIONALE_TASK, encode_fim_input
 from codistill.errors import ConfigError, build
 from codistill.models.loading import load_student
 from conftest import compose_config
+
+PLAIN_PREFIXES = {LABEL_TASK: "predict:", RATIONALE_TASK: "explain:"}  # Distilling Step-by-Step's
 
 
 @pytest.fixture(scope="module")
@@ -42,12 +45,24 @@ def test_batches_pad_inputs_with_pad_and_labels_with_minus_100(dataset_dir, stud
         assert tok.decode([i for i in ids.tolist() if i != -100]) == middle  # the exact middle, whitespace and all
 
 
-def test_inputs_carry_the_task_prefix_and_fim_markers(dataset_dir, student):
+def _task_prefix_ids(tiny_student_dir) -> dict[str, list[int]]:
+    """The ids the pretrained tokenizer, untouched by codistill, gives `predict:` and `explain:`."""
+    plain = AutoTokenizer.from_pretrained(tiny_student_dir)
+    return {task: plain.encode(text, add_special_tokens=False) for task, text in PLAIN_PREFIXES.items()}
+
+
+def test_inputs_are_a_plain_text_task_prefix_then_the_exact_fim_context(dataset_dir, student, tiny_student_dir):
     dm = _module(dataset_dir, student, label_source="ground_truth")
-    row = dm.splits["validation"][0]
-    text = student.tokenizer.decode(row["label_input_ids"])
-    assert text == f"{LABEL_TASK}{FIM_PREFIX}{row['prefix']}{FIM_SUFFIX}{row['suffix']}{FIM_MIDDLE}"
-    assert student.tokenizer.decode(row["rationale_input_ids"]).startswith("[rationale]<fim_prefix>")
+    tok, expected = student.tokenizer, _task_prefix_ids(tiny_student_dir)
+    added = set(tok.base.added_tokens_decoder)
+    n_label, n_rationale = len(expected[LABEL_TASK]), len(expected[RATIONALE_TASK])
+    for row in dm.splits["validation"]:
+        label, rationale = row["label_input_ids"], row["rationale_input_ids"]
+        assert label[:n_label] == expected[LABEL_TASK] and rationale[:n_rationale] == expected[RATIONALE_TASK]
+        assert not added & set(label[:n_label] + rationale[:n_rationale])  # text, not added tokens
+        context = label[n_label:]
+        assert context == rationale[n_rationale:]  # the two tasks differ only in the prefix
+        assert tok.decode(context) == f"{FIM_PREFIX}{row['prefix']}{FIM_SUFFIX}{row['suffix']}{FIM_MIDDLE}"
 
 
 def test_label_source_picks_the_teacher_or_the_ground_truth(dataset_dir, student):
@@ -59,12 +74,17 @@ def test_label_source_picks_the_teacher_or_the_ground_truth(dataset_dir, student
         FIMDataModule(dataset_dir, student.tokenizer, label_source="gold")
 
 
-def test_long_contexts_keep_the_code_next_to_the_gap(student):
-    tok = student.tokenizer
-    ids = encode_fim_input(tok, LABEL_TASK, "a\n" * 200 + "NEAR_PREFIX", "NEAR_SUFFIX" + "\nb" * 200, 64)
+def test_long_contexts_keep_the_code_next_to_the_gap(student, tiny_student_dir):
+    tok, expected = student.tokenizer, _task_prefix_ids(tiny_student_dir)
+    prefix, suffix = "a\n" * 200 + "NEAR_PREFIX", "NEAR_SUFFIX" + "\nb" * 200
+    ids = encode_fim_input(tok, LABEL_TASK, prefix, suffix, 64)
     text = tok.decode(ids)
     assert len(ids) <= 64 and ids[-1] == tok.eos_token_id
     assert "NEAR_PREFIX<fim_suffix>NEAR_SUFFIX" in text and text.endswith(FIM_MIDDLE)
+    # the task prefixes differ in length, yet both tasks keep the same truncated context
+    assert len(expected[LABEL_TASK]) != len(expected[RATIONALE_TASK])
+    rationale = encode_fim_input(tok, RATIONALE_TASK, prefix, suffix, 64)
+    assert rationale[len(expected[RATIONALE_TASK]) :] == ids[len(expected[LABEL_TASK]) :]
 
 
 def test_a_missing_dataset_dir_names_the_fix(student, tmp_path):

@@ -3,13 +3,26 @@
 import json
 
 import pytest
+import torch
+from datasets import Dataset, DatasetDict
 
 from codistill.apps.eval import evaluate
 from codistill.apps.train import train
+from codistill.data.formatting import (
+    FIM_PREFIX,
+    LABEL_TASK,
+    LEGACY_TASK_PREFIXES,
+    RATIONALE_TASK,
+    STUDENT_MARKERS,
+    encode_fim_input,
+)
 from codistill.errors import ConfigError, build
-from codistill.eval.models import cut_at_stop_strings
+from codistill.eval.models import Seq2SeqModel
 from codistill.eval.sandbox import SandboxSettings
 from codistill.eval.tasks import HumanEvalTask, InfillingTask, pass_at_k
+from codistill.generation import cut_at_stop_strings
+from codistill.models.loading import load_student
+from codistill.models.tokenization import CODEC_FILE, CodeTokenizer
 from conftest import compose_config
 
 SANDBOX = SandboxSettings(workers=2, timeout=10.0)
@@ -162,3 +175,101 @@ def test_eval_logs_the_summary_and_samples_to_wandb_offline(tmp_path, cache_dir,
     assert b"humaneval/greedy_pass@1" in logged and b"samples/humaneval" in logged
     written = b"".join(p.read_bytes() for p in (tmp_path / "out").rglob("*") if p.is_file())
     assert b"sk-eval-secret" not in written
+
+
+GAPS = [("x = 1\n", "y = x\n", "print y\n"), ("f = (a) ->\n", "  a * 2\n", "print f 3\n")]  # prefix, middle, suffix
+
+
+def _saved_student(directory, tiny_student_dir, legacy: bool = False) -> str:
+    """The tiny student saved as codistill-train saves it; `legacy`: as codistill saved it while its task
+    prefixes were the added tokens `[label]`/`[rationale]`, which it did not record."""
+    markers = (*LEGACY_TASK_PREFIXES.values(), *STUDENT_MARKERS) if legacy else STUDENT_MARKERS
+    student = load_student(tiny_student_dir, markers=markers)
+    student.model.save_pretrained(directory)
+    student.tokenizer.save_pretrained(directory)
+    if legacy:
+        (directory / CODEC_FILE).write_text(json.dumps({"markers": list(markers)}))
+    return str(directory)
+
+
+def _fim_dataset(directory) -> str:
+    rows = [
+        {
+            "prefix": p,
+            "suffix": s,
+            "middle": m,
+            "teacher_middle": m,
+            "rationale": "r",
+            "prompt": f"{p}<FILL-HERE>{s}",
+            "teacher_prompt": "",
+        }
+        for p, m, s in GAPS
+    ]
+    DatasetDict(train=Dataset.from_list(rows), validation=Dataset.from_list(rows)).save_to_disk(str(directory))
+    return str(directory)
+
+
+def _evaluate_student(tmp_path, cache_dir, student_dir: str, output_rationale: bool, run: str, extra=()) -> tuple:
+    """codistill-eval on a saved student: its summary and every task's samples."""
+    overrides = [
+        "eval_model=student",
+        f"eval_model.name_or_path={student_dir}",
+        f"eval_model.output_rationale={str(output_rationale).lower()}",
+        "eval_model.max_new_tokens=12",
+        "eval_model.device=cpu",
+        f"run={run}",
+        f"tasks.fim_heldout.dataset_dir={_fim_dataset(tmp_path / 'ds')}",
+        *extra,
+    ]
+    summary = evaluate(compose_config("eval", tmp_path, cache_dir, overrides))
+    out = tmp_path / "out"
+    return summary, {task: [json.loads(line) for line in open(out / f"samples_{task}.jsonl")] for task in summary}
+
+
+def _greedy(model: Seq2SeqModel, task: str, prefix: str, suffix: str) -> str:
+    """What the student generates for `task` on one gap, straight from transformers."""
+    ids = encode_fim_input(model.tokenizer, task, prefix, suffix, model.max_source_length)
+    out = model.model.generate(input_ids=torch.tensor([ids]), max_new_tokens=model.max_new_tokens, do_sample=False)
+    return model.tokenizer.decode(out[0].tolist())
+
+
+def test_output_rationale_adds_the_students_explanations_and_changes_no_metric(
+    tmp_path, cache_dir, tiny_student_dir, infilling_dir
+):
+    student_dir = _saved_student(tmp_path / "student", tiny_student_dir)
+    run, extra = "[humaneval_infilling_single,fim_heldout]", ["tasks.humaneval_infilling_single.limit=3"]
+    plain_summary, plain = _evaluate_student(tmp_path / "plain", cache_dir, student_dir, False, run, extra)
+    summary, explained = _evaluate_student(tmp_path / "explained", cache_dir, student_dir, True, run, extra)
+    assert summary == plain_summary and summary["fim_heldout"]["length_ratio"] > 0  # non-empty middles scored
+    for task, rows in explained.items():
+        assert all("rationale" not in row for row in plain[task])
+        assert [{k: v for k, v in row.items() if k != "rationale"} for row in rows] == plain[task]
+    model = Seq2SeqModel.from_pretrained(student_dir, device="cpu", max_new_tokens=12)
+    for row, (prefix, _, suffix) in zip(explained["fim_heldout"], GAPS, strict=True):
+        assert row["rationale"] == _greedy(model, RATIONALE_TASK, prefix, suffix)  # `explain: ` on that gap
+        assert row["completion"] == _greedy(model, LABEL_TASK, prefix, suffix)
+    assert any(row["rationale"] != row["completion"] for rows in explained.values() for row in rows)
+
+
+def test_output_rationale_of_a_causal_model_names_the_fix(tmp_path, cache_dir):
+    cfg = compose_config("eval", tmp_path, cache_dir, ["+eval_model.output_rationale=true", "run=[humaneval]"])
+    with pytest.raises(ConfigError, match="causal LM without a rationale task.*eval_model=student"):
+        evaluate(cfg)
+
+
+def test_a_student_saved_with_the_legacy_label_token_is_evaluated_with_it(tmp_path, cache_dir, tiny_student_dir):
+    student_dir = _saved_student(tmp_path / "old", tiny_student_dir, legacy=True)
+    _, samples = _evaluate_student(tmp_path, cache_dir, student_dir, True, "[fim_heldout]")
+    model = Seq2SeqModel.from_pretrained(student_dir, device="cpu", max_new_tokens=12)
+    tok = model.tokenizer
+    assert tok.task_prefixes == LEGACY_TASK_PREFIXES
+    for task, first in ((LABEL_TASK, "[label]"), (RATIONALE_TASK, "[rationale]")):
+        assert encode_fim_input(tok, task, "x", "y", 512)[:2] == [tok.token_id(first), tok.token_id(FIM_PREFIX)]
+    as_today = Seq2SeqModel(model.model, CodeTokenizer(tok.base, tok.markers), max_new_tokens=12)  # `predict: `
+    rows = samples["fim_heldout"]
+    for row, (prefix, _, suffix) in zip(rows, GAPS, strict=True):
+        assert row["completion"] == _greedy(model, LABEL_TASK, prefix, suffix)
+        assert row["rationale"] == _greedy(model, RATIONALE_TASK, prefix, suffix)
+    assert any(
+        row["completion"] != _greedy(as_today, LABEL_TASK, p, s) for row, (p, _, s) in zip(rows, GAPS, strict=True)
+    )

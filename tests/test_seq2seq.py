@@ -45,7 +45,7 @@ def test_an_overfit_student_reproduces_its_middles_exactly(tmp_path, tiny_studen
     dm.setup("fit")
     batch = next(iter(dm.train_dataloader()))
     module = Seq2SeqDistiller(student.model, student.tokenizer, StepByStepLoss(0.5), optimizer=None, max_new_tokens=32)
-    optimizer = torch.optim.AdamW(module.parameters(), lr=1e-2)
+    optimizer = torch.optim.AdamW(module.parameters(), lr=5e-3)  # at 1e-2 the loss oscillates
     for _ in range(200):
         loss = module._losses(batch)["loss"]
         optimizer.zero_grad()

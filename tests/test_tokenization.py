@@ -7,8 +7,15 @@ from hypothesis import strategies as st
 from transformers import AutoTokenizer
 
 from codistill.data.corpus import SAMPLE_DIR
-from codistill.data.formatting import FIM_MIDDLE, FIM_PREFIX, LABEL_TASK, STUDENT_MARKERS
-from codistill.models.tokenization import CodeTokenizer
+from codistill.data.formatting import (
+    FIM_MIDDLE,
+    FIM_PREFIX,
+    FIM_SUFFIX,
+    LEGACY_TASK_PREFIXES,
+    STUDENT_MARKERS,
+    TASK_PREFIXES,
+)
+from codistill.models.tokenization import CODEC_FILE, CodeTokenizer
 
 TRICKY = "class A\n\tnew: =>\n    @x  = {1, 2}\t-- é 漢字 😀 \\n  \n\n  trailing   "
 
@@ -45,8 +52,20 @@ def test_markers_and_whitespace_round_trip_in_any_order(code_tokenizer, pieces):
 
 
 def test_markers_are_single_tokens(code_tokenizer):
-    ids = code_tokenizer.encode(LABEL_TASK + FIM_PREFIX + "x" + FIM_MIDDLE)
-    assert [code_tokenizer.base.convert_ids_to_tokens(i) for i in ids][:2] == [LABEL_TASK, FIM_PREFIX]
+    ids = code_tokenizer.encode(FIM_PREFIX + "x" + FIM_SUFFIX + FIM_MIDDLE)
+    tokens = code_tokenizer.base.convert_ids_to_tokens(ids)
+    assert [tokens[0], *tokens[-2:]] == [FIM_PREFIX, FIM_SUFFIX, FIM_MIDDLE]
+
+
+def test_task_prefixes_are_plain_text_not_added_tokens(code_tokenizer, tiny_student_dir):
+    """`predict: ` / `explain: ` reach the model as the pretrained tokenizer spells them."""
+    plain = AutoTokenizer.from_pretrained(tiny_student_dir)
+    assert code_tokenizer.task_prefixes == {"label": "predict: ", "rationale": "explain: "}
+    for text in TASK_PREFIXES.values():
+        ids = code_tokenizer.encode_text(text)
+        assert ids == plain.encode(text.strip(), add_special_tokens=False)
+        assert not set(ids) & set(code_tokenizer.base.added_tokens_decoder)
+    assert not set(LEGACY_TASK_PREFIXES.values()) & set(code_tokenizer.base.get_vocab())
 
 
 def test_batch_call_matches_encode_and_adds_eos(code_tokenizer):
@@ -55,11 +74,21 @@ def test_batch_call_matches_encode_and_adds_eos(code_tokenizer):
     assert code_tokenizer.batch_decode(batch["input_ids"]) == ["a\nb", "{ }"]
 
 
-def test_saved_tokenizer_keeps_markers_and_ids(code_tokenizer, tmp_path):
-    code_tokenizer.save_pretrained(tmp_path)
+def test_saved_tokenizer_keeps_markers_task_prefixes_and_ids(code_tokenizer, tmp_path):
+    custom = CodeTokenizer(code_tokenizer.base, code_tokenizer.markers, {"label": "fill: ", "rationale": "why: "})
+    custom.save_pretrained(tmp_path)
     loaded = CodeTokenizer.from_pretrained(str(tmp_path))
     assert loaded.markers == code_tokenizer.markers
+    assert loaded.task_prefixes == {"label": "fill: ", "rationale": "why: "}
     assert loaded.encode(TRICKY) == code_tokenizer.encode(TRICKY)
+
+
+def test_a_student_saved_before_task_prefixes_were_recorded_keeps_its_legacy_prefixes(code_tokenizer, tmp_path):
+    code_tokenizer.save_pretrained(tmp_path)
+    (tmp_path / CODEC_FILE).write_text(json.dumps({"markers": ["[label]", "[rationale]", *STUDENT_MARKERS]}))
+    assert CodeTokenizer.from_pretrained(str(tmp_path)).task_prefixes == LEGACY_TASK_PREFIXES
+    (tmp_path / CODEC_FILE).unlink()  # a plain T5 folder or Hub id: the current prefixes
+    assert CodeTokenizer.from_pretrained(str(tmp_path)).task_prefixes == TASK_PREFIXES
 
 
 def test_bundled_corpus_round_trips(code_tokenizer, tiny_teacher_tokenizer):

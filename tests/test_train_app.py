@@ -82,7 +82,6 @@ def test_fast_dev_run_of_every_experiment(
             "trainer.precision=32-true",
             f"dataset.corpus.source={_sample_jsonl(tmp_path / 'moon.jsonl')}",
             "data.num_workers=0",
-            "data.path=${codistill.data:exercises_sample.jsonl}",
         ]
         monkeypatch.setenv("OPENAI_API_KEY", "sk-never-logged")
         with FakeOpenAI() as server:

@@ -19,7 +19,7 @@ from codistill.data.formatting import LABEL_TASK, RATIONALE_TASK, encode_fim_inp
 from codistill.distributed import rank_and_world
 from codistill.errors import ConfigError
 
-TASKS = ("label", "rationale")
+TASKS = (LABEL_TASK, RATIONALE_TASK)
 TENSOR_COLUMNS = tuple(f"{task}_{part}" for task in TASKS for part in ("input_ids", "labels"))
 # passed through to every batch under their own names
 TEXT_COLUMNS = (schema.MIDDLE, schema.TEACHER_MIDDLE, schema.PROMPT)

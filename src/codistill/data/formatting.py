@@ -1,24 +1,31 @@
 """The student's input format: a task prefix, then the FIM context between markers it keeps.
 
-`[label]<fim_prefix>{prefix}<fim_suffix>{suffix}<fim_middle>` asks for the middle,
-`[rationale]<fim_prefix>...` for the explanation. The markers are atomic tokens of the student's
-`CodeTokenizer`, so the context survives tokenization exactly.
+`predict: <fim_prefix>{prefix}<fim_suffix>{suffix}<fim_middle>` asks for the middle, `explain: <fim_prefix>...`
+for the explanation, as in Distilling Step-by-Step's code. The task prefixes are plain text that flan-t5
+already understands, encoded by the base tokenizer as it stands; the FIM markers are atomic tokens of the
+student's `CodeTokenizer`, so the code between them survives tokenization exactly. The tokenizer carries
+the prefixes its student learnt (`CodeTokenizer.task_prefixes`) and saves them with it.
 """
 
 FIM_PREFIX, FIM_SUFFIX, FIM_MIDDLE = "<fim_prefix>", "<fim_suffix>", "<fim_middle>"
-LABEL_TASK, RATIONALE_TASK = "[label]", "[rationale]"
-STUDENT_MARKERS = (LABEL_TASK, RATIONALE_TASK, FIM_PREFIX, FIM_SUFFIX, FIM_MIDDLE)
+STUDENT_MARKERS = (FIM_PREFIX, FIM_SUFFIX, FIM_MIDDLE)
+LABEL_TASK, RATIONALE_TASK = "label", "rationale"
+TASK_PREFIXES = {LABEL_TASK: "predict: ", RATIONALE_TASK: "explain: "}
+# what students saved before the prefixes were recorded learnt: atomic added tokens, not text
+LEGACY_TASK_PREFIXES = {LABEL_TASK: "[label]", RATIONALE_TASK: "[rationale]"}
 
 
 def encode_fim_input(tokenizer, task: str, prefix: str, suffix: str, max_length: int) -> list[int]:
-    """Token ids of the student input, ending in eos. When too long, the prefix loses its start and
-    the suffix its end (the code nearest the gap is kept), sharing the budget evenly."""
-    head = tokenizer.encode(task + FIM_PREFIX)
-    fim_suffix, tail = tokenizer.encode(FIM_SUFFIX), tokenizer.encode(FIM_MIDDLE) + [tokenizer.eos_token_id]
+    """Token ids of the input for `task` (label or rationale), ending in eos. When too long, the prefix loses
+    its start and the suffix its end (the code nearest the gap is kept), sharing the budget evenly. The budget
+    leaves room for the longest task prefix, so the inputs of the two tasks differ only in their prefix."""
+    task_ids = {name: tokenizer.encode_text(text) for name, text in tokenizer.task_prefixes.items()}
+    fim_prefix, fim_suffix = tokenizer.encode(FIM_PREFIX), tokenizer.encode(FIM_SUFFIX)
+    tail = tokenizer.encode(FIM_MIDDLE) + [tokenizer.eos_token_id]
     p_ids, s_ids = tokenizer.encode(prefix), tokenizer.encode(suffix)
-    budget = max_length - len(head) - len(fim_suffix) - len(tail)
+    budget = max_length - max(map(len, task_ids.values())) - len(fim_prefix) - len(fim_suffix) - len(tail)
     if budget < 0:
         raise ValueError(f"max_source_length={max_length} cannot hold the task prefix and FIM markers")
     keep_s = min(len(s_ids), max(budget // 2, budget - len(p_ids)))
     keep_p = min(len(p_ids), budget - keep_s)
-    return head + p_ids[len(p_ids) - keep_p :] + fim_suffix + s_ids[:keep_s] + tail
+    return task_ids[task] + fim_prefix + p_ids[len(p_ids) - keep_p :] + fim_suffix + s_ids[:keep_s] + tail

@@ -2,13 +2,15 @@
 
 `CausalModel` is a teacher-style causal LM (santacoder, starcoder, the tiny GPTBigCode, a causal student)
 behind any generation backend, filling middles through its own FIM sentinels; `Seq2SeqModel` wraps a
-codistill student (a saved `student/` folder or any T5) and fills middles through the student's input format.
+codistill student (a saved `student/` folder or any T5) and fills middles through the student's input format,
+with the task prefixes it learnt; with `output_rationale` it also explains each middle, as Distilling
+Step-by-Step's `--output_rationale`.
 """
 
 from transformers import AutoModelForSeq2SeqLM
 
 from codistill.data.fim import FIMTokens
-from codistill.data.formatting import LABEL_TASK, encode_fim_input
+from codistill.data.formatting import LABEL_TASK, RATIONALE_TASK, encode_fim_input
 from codistill.errors import ConfigError
 from codistill.generation import Sampling, cut_at_stop_strings, generate_ids, resolve_device, stop_ids
 from codistill.models.tokenization import CodeTokenizer
@@ -19,7 +21,14 @@ class CausalModel:
     a middle through the model's own FIM sentinels (`fim`; None: left to right only). A teacher's config
     is also an evaluated model's (name, backend, fim, eos_token)."""
 
-    def __init__(self, name: str, backend, fim: dict | None = None, eos_token: str = "<|endoftext|>"):
+    def __init__(
+        self, name: str, backend, fim: dict | None = None, eos_token: str = "<|endoftext|>", output_rationale=False
+    ):
+        if output_rationale:
+            raise ConfigError(
+                f"model {name} is a causal LM without a rationale task: drop eval_model.output_rationale, "
+                "or evaluate a step-by-step seq2seq student (eval_model=student)"
+            )
         self.name, self.backend = name, backend
         self.fim = FIMTokens(**fim) if fim else None
         self.sentinels = (eos_token, *((self.fim.prefix, self.fim.suffix, self.fim.middle) if self.fim else ()))
@@ -51,25 +60,32 @@ class Seq2SeqModel:
         max_source_length: int = 512,
         max_new_tokens: int = 256,
         batch_size: int = 16,
+        output_rationale: bool = False,
     ):
         self.model, self.tokenizer, self.name = model, tokenizer, name
         self.max_source_length, self.max_new_tokens, self.batch_size = max_source_length, max_new_tokens, batch_size
+        self.output_rationale = output_rationale
 
     @classmethod
     def from_pretrained(cls, name_or_path: str, device: str = "auto", **kwargs) -> "Seq2SeqModel":
+        """A saved student: its tokenizer brings the task prefixes the student learnt."""
         model = AutoModelForSeq2SeqLM.from_pretrained(name_or_path).to(resolve_device(device)).eval()
         return cls(model, CodeTokenizer.from_pretrained(name_or_path), **kwargs)
 
     def infill(self, prefixes: list[str], suffixes: list[str], sampling: Sampling) -> list[list[str]]:
-        return self._infill(prefixes, suffixes, sampling, ())
+        return self._generate(LABEL_TASK, prefixes, suffixes, sampling, ())
+
+    def explain(self, prefixes: list[str], suffixes: list[str]) -> list[str]:
+        """The student's rationale for each gap (greedy): its rationale task on the same context."""
+        return [samples[0] for samples in self._generate(RATIONALE_TASK, prefixes, suffixes, Sampling(), ())]
 
     def complete(self, prompts: list[str], sampling: Sampling, stops: tuple[str, ...] = ()) -> list[list[str]]:
         """Left-to-right completion is infilling with an empty suffix."""
-        return self._infill(prompts, [""] * len(prompts), sampling, stops)
+        return self._generate(LABEL_TASK, prompts, [""] * len(prompts), sampling, stops)
 
-    def _infill(self, prefixes, suffixes, sampling: Sampling, stops: tuple[str, ...]) -> list[list[str]]:
+    def _generate(self, task: str, prefixes, suffixes, sampling: Sampling, stops: tuple[str, ...]) -> list[list[str]]:
         inputs = [
-            encode_fim_input(self.tokenizer, LABEL_TASK, p, s, self.max_source_length)
+            encode_fim_input(self.tokenizer, task, p, s, self.max_source_length)
             for p, s in zip(prefixes, suffixes, strict=True)
         ]
         stop_ids = {self.tokenizer.eos_token_id}

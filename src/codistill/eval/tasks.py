@@ -1,7 +1,8 @@
 """Evaluation tasks: HumanEval, HumanEval-Infilling and held-out FIM sets, each scored into a TaskResult.
 
 A task takes a model with `complete`/`infill` (codistill.eval.models) and returns one row per sample
-(what was asked, what came back, how it scored) and a summary of metrics.
+(what was asked, what came back, how it scored) and a summary of metrics. Infilling rows also carry the
+model's `rationale` when it was asked for one (`eval_model.output_rationale`); no metric reads it.
 """
 
 import gzip
@@ -41,6 +42,14 @@ def pass_at_k(correct_per_task: list[list[bool]], ks: list[int]) -> dict[str, fl
     n = np.array([len(c) for c in correct_per_task])
     c = np.array([sum(c) for c in correct_per_task])
     return {f"pass@{k}": float(estimate_pass_at_k(n, c, k).mean()) for k in ks if (n >= k).all()}
+
+
+def _with_rationales(model, samples: list[dict], prefixes: list[str], suffixes: list[str]) -> list[dict]:
+    """Each sample with the model's explanation of its gap, when the model was asked for rationales."""
+    if getattr(model, "output_rationale", False):
+        for sample, rationale in zip(samples, model.explain(prefixes, suffixes), strict=True):
+            sample["rationale"] = rationale
+    return samples
 
 
 class HumanEvalTask:
@@ -118,7 +127,8 @@ class InfillingTask:
 
     def run(self, model, sandbox: SandboxSettings) -> TaskResult:
         tasks = self.tasks()
-        middles = [m[0] for m in model.infill([t["prompt"] for t in tasks], [t["suffix"] for t in tasks], Sampling())]
+        prefixes, suffixes = [t["prompt"] for t in tasks], [t["suffix"] for t in tasks]
+        middles = [m[0] for m in model.infill(prefixes, suffixes, Sampling())]
         results = sandbox.run([infilling_program(t, m) for t, m in zip(tasks, middles, strict=True)], self.name)
         samples = [
             {
@@ -131,6 +141,7 @@ class InfillingTask:
             }
             for t, m, r in zip(tasks, middles, results, strict=True)
         ]
+        samples = _with_rationales(model, samples, prefixes, suffixes)
         metrics = pass_at_k([[s["passed"]] for s in samples], [1])
         metrics["exact_match"] = sum(s["exact_match"] for s in samples) / len(samples)
         return TaskResult(self.name, metrics, samples)
@@ -165,4 +176,4 @@ class FIMHeldoutTask:
             }
             for r, m in zip(rows, middles, strict=True)
         ]
-        return TaskResult(self.name, metrics, samples)
+        return TaskResult(self.name, metrics, _with_rationales(model, samples, prefixes, suffixes))

@@ -8,10 +8,11 @@ ends, and maps characters outside its vocabulary (`{`, emoji, CJK) to `<unk>`: c
 - every other character becomes its UTF-8 bytes as added tokens `<0x0A>` (a newline), `<0xE6>` ...;
 - a single space between two kept characters stays; any other run of spaces (indentation, alignment)
   becomes `<sp16>`/`<sp8>`/`<sp4>`/`<sp2>`/`<0x20>` tokens;
-- `markers` (FIM markers, task prefixes) pass through as atomic tokens.
+- `markers` (the FIM markers) pass through as atomic tokens.
 
 `<` always escapes, so the text can never spell an added token by accident. Hence
-`decode(encode(x)) == x` for every string x.
+`decode(encode(x)) == x` for every string x. Natural-language text the pretrained model already reads
+(the task prefixes, kept in `task_prefixes`) bypasses the escape: `encode_text`.
 """
 
 import json
@@ -20,6 +21,8 @@ from pathlib import Path
 
 from tokenizers import AddedToken
 from transformers import AutoTokenizer
+
+from codistill.data.formatting import LEGACY_TASK_PREFIXES, TASK_PREFIXES
 
 BYTE_TOKENS = [f"<0x{b:02X}>" for b in range(256)]
 SPACE_RUNS = [(16, "<sp16>"), (8, "<sp8>"), (4, "<sp4>"), (2, "<sp2>"), (1, "<0x20>")]
@@ -30,9 +33,10 @@ CODEC_FILE = "codistill_tokenizer.json"
 class CodeTokenizer:
     """A lossless wrapper around a Hugging Face SentencePiece tokenizer (see module docstring)."""
 
-    def __init__(self, tokenizer, markers: tuple[str, ...] = ()):
+    def __init__(self, tokenizer, markers: tuple[str, ...] = (), task_prefixes: dict[str, str] | None = None):
         self.base = tokenizer
         self.markers = tuple(markers)
+        self.task_prefixes = dict(task_prefixes or TASK_PREFIXES)
         codec = BYTE_TOKENS + [token for _, token in SPACE_RUNS[:-1]]
         vocab = tokenizer.get_vocab()
         missing = [t for t in codec + list(self.markers) if t not in vocab]
@@ -107,6 +111,11 @@ class CodeTokenizer:
     def encode(self, text: str, add_special_tokens: bool = False) -> list[int]:
         return self.base.encode(self.escape(text), add_special_tokens=add_special_tokens)
 
+    def encode_text(self, text: str) -> list[int]:
+        """Ids of `text` as the base tokenizer reads it, unescaped: for prose the pretrained model knows
+        (a task prefix), not for code (whitespace is normalised away)."""
+        return self.base.encode(text, add_special_tokens=False)
+
     def decode(self, ids) -> str:
         """Text for token ids; padding, eos and other special tokens are dropped, `<unk>` is U+FFFD."""
         return self._decode_pieces([int(i) for i in ids])
@@ -131,15 +140,19 @@ class CodeTokenizer:
     # -- persistence ---------------------------------------------------------------------------------
     def save_pretrained(self, directory: str | Path) -> None:
         self.base.save_pretrained(directory)
-        Path(directory, CODEC_FILE).write_text(json.dumps({"markers": list(self.markers)}, indent=2))
+        record = {"markers": list(self.markers), "task_prefixes": self.task_prefixes}
+        Path(directory, CODEC_FILE).write_text(json.dumps(record, indent=2))
 
     @classmethod
     def from_pretrained(cls, name_or_path: str, markers: tuple[str, ...] | None = None) -> "CodeTokenizer":
-        """Load a base tokenizer (a Hub id or a folder) and wrap it; a saved student keeps its markers."""
+        """Load a base tokenizer (a Hub id or a folder) and wrap it; a saved student keeps its markers and
+        task prefixes. One saved before the prefixes were recorded learnt the legacy `[label]` ones."""
         saved = Path(name_or_path, CODEC_FILE)
-        if markers is None and saved.is_file():
-            markers = tuple(json.loads(saved.read_text())["markers"])
-        return cls(AutoTokenizer.from_pretrained(name_or_path), markers or ())
+        record = json.loads(saved.read_text()) if saved.is_file() else {}
+        if markers is None:
+            markers = tuple(record.get("markers", ()))
+        prefixes = record.get("task_prefixes", LEGACY_TASK_PREFIXES if record else TASK_PREFIXES)
+        return cls(AutoTokenizer.from_pretrained(name_or_path), markers, prefixes)
 
 
 def _space_tokens(n: int) -> str:
