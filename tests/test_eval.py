@@ -107,7 +107,7 @@ def test_eval_app_scores_the_tiny_teacher_on_every_task(tmp_path, cache_dir, inf
             "tasks.humaneval_infilling_single.limit=4",
             "tasks.humaneval_infilling_multi.limit=4",
             f"tasks.fim_heldout.dataset_dir={dataset_dir}",
-            "eval_model.max_new_tokens=16",
+            "eval_model.backend.max_new_tokens=16",
         ],
     )
     summary = evaluate(cfg)
@@ -165,7 +165,7 @@ def test_eval_logs_the_summary_and_samples_to_wandb_offline(tmp_path, cache_dir,
             "logger=wandb",
             "run=[humaneval]",
             "tasks.humaneval.limit=2",
-            "eval_model.max_new_tokens=8",
+            "eval_model.backend.max_new_tokens=8",
         ],
     )
     evaluate(cfg)

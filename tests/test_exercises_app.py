@@ -199,7 +199,7 @@ def test_professions_per_combo_out_of_range_names_the_fix_before_any_call(tmp_pa
 
 def test_a_bad_filter_threshold_names_its_key_before_any_call(tmp_path, cache_dir):
     with FakeOpenAI(chat=llm) as server:
-        overrides = ["generator=openai", f"generator.client.base_url={server.base_url}", "filter.dedup_threshold=1.5"]
+        overrides = ["backend=openai", f"backend.client.base_url={server.base_url}", "filter.dedup_threshold=1.5"]
         cfg = compose_config("exercises", tmp_path, cache_dir, overrides)
         with pytest.raises(ConfigError, match=re.escape("filter.dedup_threshold=1.5 is outside [0, 1]: ")):
             generate_exercises(cfg)
