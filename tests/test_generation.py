@@ -41,7 +41,7 @@ def test_teacher_middles_are_stored_and_never_computed_twice(teacher, tmp_path, 
         first = teacher.infill(PREFIXES[:2], SUFFIXES[:2], store)
     calls = []
     monkeypatch.setattr(
-        teacher.backend, "_sample", lambda prompts, *_: calls.append(prompts) or [[Generation("new")]] * len(prompts)
+        teacher.backend, "_run", lambda prompts, *_: calls.append(prompts) or [[Generation("new")]] * len(prompts)
     )
     with ResultStore(tmp_path) as store:
         again = teacher.infill(PREFIXES, SUFFIXES, store)

@@ -15,3 +15,37 @@ that key) and two methods:
 chat message where the backend has a chat API. Adding a backend is one class here and one config in
 `conf/backend/`.
 """
+
+from codistill.generation import Sampling
+from codistill.llm.generated import Generation
+from codistill.llm.store import ResultStore
+
+
+class Backend:
+    """The interface above; a backend implements `_generate` and `_sample` with the same arguments."""
+
+    name: str
+    length_setting: str  # the config key, under the backend's node, that sets `max_new_tokens`
+
+    def generate(
+        self,
+        prompts: list[str],
+        stops: tuple[str, ...] = (),
+        store: ResultStore | None = None,
+        namespace: str = "text",
+        chat: bool = False,
+        truncate_left: bool = True,
+        desc: str = "generating",
+    ) -> list[Generation]:
+        return self._generate(list(prompts), tuple(stops), store, namespace, chat, truncate_left, desc)
+
+    def sample(
+        self, prompts: list[str], sampling: Sampling, stops: tuple[str, ...] = (), chat: bool = False, desc: str = ""
+    ) -> list[list[Generation]]:
+        return self._sample(list(prompts), sampling, tuple(stops), chat, desc or "generating")
+
+    def _generate(self, prompts, stops, store, namespace, chat, truncate_left, desc) -> list[Generation]:
+        raise NotImplementedError
+
+    def _sample(self, prompts, sampling, stops, chat, desc) -> list[list[Generation]]:
+        raise NotImplementedError

@@ -1,5 +1,6 @@
 """A local Hugging Face causal LM as a generation backend (see codistill.backends)."""
 
+from codistill.backends import Backend
 from codistill.generation import (
     Sampling,
     context_length,
@@ -10,10 +11,10 @@ from codistill.generation import (
     pad_id_of,
 )
 from codistill.llm.generated import LENGTH, Generation
-from codistill.llm.store import ResultStore, cached_map, content_key
+from codistill.llm.store import cached_map, content_key
 
 
-class HFBackend:
+class HFBackend(Backend):
     """Batched generation (left padding, length-sorted batches, the KV cache); greedy results are stored
     `chunk_size` prompts at a time. A stop string that is one token of the vocabulary (an end-of-text or
     FIM sentinel) stops generation there; any other is cut from the decoded text. The model's own
@@ -36,35 +37,19 @@ class HFBackend:
     def context_length(self) -> int:
         return context_length(self.model)
 
-    def generate(
-        self,
-        prompts: list[str],
-        stops: tuple[str, ...] = (),
-        store: ResultStore | None = None,
-        namespace: str = "text",
-        chat: bool = False,
-        truncate_left: bool = True,
-        desc: str = "generating",
-    ) -> list[Generation]:
+    def _generate(self, prompts, stops, store, namespace, chat, truncate_left, desc) -> list[Generation]:
         def greedy(chunk: list[str]) -> list[Generation]:
-            return [s[0] for s in self._sample(chunk, Sampling(), stops, truncate_left, desc)]
+            return [s[0] for s in self._run(chunk, Sampling(), stops, truncate_left, desc)]
 
         if store is None:
             return greedy(prompts)
         keys = [content_key(namespace, self.name, self.max_new_tokens, p) for p in prompts]
         return cached_map(store, keys, prompts, greedy, self.chunk_size, desc)
 
-    def sample(
-        self,
-        prompts: list[str],
-        sampling: Sampling,
-        stops: tuple[str, ...] = (),
-        chat: bool = False,
-        desc: str = "generating",
-    ) -> list[list[Generation]]:
-        return self._sample(prompts, sampling, stops, True, desc)
+    def _sample(self, prompts, sampling, stops, chat, desc) -> list[list[Generation]]:
+        return self._run(prompts, sampling, stops, True, desc)
 
-    def _sample(self, prompts, sampling: Sampling, stops, truncate_left: bool, desc: str) -> list[list[Generation]]:
+    def _run(self, prompts, sampling: Sampling, stops, truncate_left: bool, desc: str) -> list[list[Generation]]:
         vocab = self.tokenizer.get_vocab()
         token_stops = {vocab[s] for s in stops if s in vocab} | {self.tokenizer.eos_token_id}
         text_stops = tuple(s for s in stops if s not in vocab)

@@ -6,13 +6,13 @@ from contextlib import contextmanager
 
 from transformers import AutoTokenizer
 
-from codistill.generation import Sampling
+from codistill.backends import Backend
 from codistill.llm.client import LLMClient, Request
 from codistill.llm.generated import Generation
 from codistill.llm.store import ResultStore, content_key
 
 
-class OpenAIBackend:
+class OpenAIBackend(Backend):
     """`chat` prompts go to `/v1/chat/completions`, the others (FIM prompts, code to continue) to
     `/v1/completions`. `tokenizer` (the served model's, optional) lets a FIM teacher cut segments in tokens
     and check its sentinels; `context_length` is the served context. The API key is read from the
@@ -28,16 +28,7 @@ class OpenAIBackend:
     def max_new_tokens(self) -> int:
         return self.client.max_tokens
 
-    def generate(
-        self,
-        prompts: list[str],
-        stops: tuple[str, ...] = (),
-        store: ResultStore | None = None,
-        namespace: str = "text",
-        chat: bool = False,
-        truncate_left: bool = True,
-        desc: str = "generating",
-    ) -> list[Generation]:
+    def _generate(self, prompts, stops, store, namespace, chat, truncate_left, desc) -> list[Generation]:
         """Greedy answers (at the client's temperature); a prompt too long for the server is its error."""
         client = self.client
         requests = [
@@ -49,16 +40,9 @@ class OpenAIBackend:
         with _store_or_temporary(store) as where:
             return client.results(requests, where, desc)
 
-    def sample(
-        self,
-        prompts: list[str],
-        sampling: Sampling,
-        stops: tuple[str, ...] = (),
-        chat: bool = False,
-        desc: str = "generating",
-    ) -> list[list[Generation]]:
+    def _sample(self, prompts, sampling, stops, chat, desc) -> list[list[Generation]]:
         if sampling.temperature == 0:
-            return [[g] for g in self.generate(prompts, stops, chat=chat, desc=desc)]
+            return [[g] for g in self._generate(prompts, stops, None, "text", chat, True, desc)]
         params = {"temperature": sampling.temperature, "top_p": sampling.top_p}
         requests = [
             Request(content_key("sample", self.name, self.max_new_tokens, params, i, p), p, _kind(chat), stops, params)
