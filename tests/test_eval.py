@@ -264,7 +264,7 @@ def test_a_student_saved_with_the_legacy_label_token_is_evaluated_with_it(tmp_pa
     tok = model.tokenizer
     assert tok.task_prefixes == LEGACY_TASK_PREFIXES
     for task, first in ((LABEL_TASK, "[label]"), (RATIONALE_TASK, "[rationale]")):
-        assert encode_fim_input(tok, task, "x", "y", 512)[:2] == [tok.token_id(first), tok.token_id(FIM_PREFIX)]
+        assert encode_fim_input(tok, task, "x", "y", 512)[:2] == tok.base.convert_tokens_to_ids([first, FIM_PREFIX])
     as_today = Seq2SeqModel(model.model, CodeTokenizer(tok.base, tok.markers), max_new_tokens=12)  # `predict: `
     rows = samples["fim_heldout"]
     for row, (prefix, _, suffix) in zip(rows, GAPS, strict=True):

@@ -12,7 +12,6 @@ from codistill.models.tokenization import CodeTokenizer
 class Student:
     model: PreTrainedModel
     tokenizer: object  # a CodeTokenizer for seq2seq students, the model's own tokenizer for causal ones
-    name_or_path: str
 
 
 def keep_untied_lm_head(model: PreTrainedModel) -> None:
@@ -36,7 +35,7 @@ def load_student(name_or_path: str, markers: tuple[str, ...] = STUDENT_MARKERS, 
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     if model.config.decoder_start_token_id is None:
         model.config.decoder_start_token_id = tokenizer.pad_token_id
-    return Student(model, tokenizer, name_or_path)
+    return Student(model, tokenizer)
 
 
 def load_causal_student(name_or_path: str, dtype: str = "float32") -> Student:
@@ -46,4 +45,4 @@ def load_causal_student(name_or_path: str, dtype: str = "float32") -> Student:
         tokenizer.pad_token = tokenizer.eos_token
     model = AutoModelForCausalLM.from_pretrained(name_or_path, dtype=dtype)
     model.generation_config.pad_token_id = tokenizer.pad_token_id
-    return Student(model, tokenizer, name_or_path)
+    return Student(model, tokenizer)

@@ -126,9 +126,6 @@ class CodeTokenizer:
     def __len__(self) -> int:
         return len(self.base)
 
-    def token_id(self, token: str) -> int:
-        return self.base.convert_tokens_to_ids(token)
-
     @property
     def pad_token_id(self) -> int:
         return self.base.pad_token_id
