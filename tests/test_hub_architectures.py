@@ -25,7 +25,7 @@ def _count(model) -> int:
 @pytest.mark.parametrize("teacher", ["santacoder", "starcoderbase_1b"])
 def test_teacher_configs_match_the_hub_architecture(teacher):
     cfg = OmegaConf.load(Path(CONFIG_DIR) / "teacher" / f"{teacher}.yaml")
-    real = _fixture(cfg.name_or_path)
+    real = _fixture(cfg.backend.name_or_path)
     values = {k: v for k, v in real.items() if k not in ("special_tokens", "parameters")}
     config = AutoConfig.for_model(**values)
     with torch.device("meta"):
