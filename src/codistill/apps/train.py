@@ -43,7 +43,7 @@ def train(cfg: DictConfig) -> float:
     if trainer.is_global_zero:
         out = Path(cfg.paths.output_dir)
         log_model = bool(OmegaConf.select(cfg, "logger.wandb.log_model", default=False))
-        model = export_student(module, student.tokenizer, checkpoint, trainer, out / "student", log_model)
+        model = export_student(module, student.tokenizer, checkpoint, trainer, out / "student", log_model, metrics)
         scores = score_after_training(cfg, module, model)
         predictions = getattr(module, "predictions", [])
         write_summary(

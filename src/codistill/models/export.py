@@ -38,15 +38,17 @@ def on_evaluation_device(model: PreTrainedModel) -> PreTrainedModel:
     return model.to(resolve_device("auto")).eval()
 
 
-def export_student(module, tokenizer, checkpoint: str, trainer, folder: Path, log_model: bool) -> PreTrainedModel:
+def export_student(
+    module, tokenizer, checkpoint: str, trainer, folder: Path, log_model: bool, metrics: dict
+) -> PreTrainedModel:
     """Save the trained student to `folder` (model and tokenizer) and, with `log_model`, upload it to
-    every wandb run as a model artifact. Returns the exported model."""
+    every wandb run as a model artifact carrying its validation `metrics`. Returns the exported model."""
     model = trained_model(module, checkpoint, trainer.strategy)
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     for logger in trainer.loggers:
         if isinstance(logger, WandbLogger) and log_model:
-            artifact = wandb.Artifact(f"student-{logger.experiment.id}", type="model")
+            artifact = wandb.Artifact(f"student-{logger.experiment.id}", type="model", metadata=metrics)
             artifact.add_dir(str(folder))
             logger.experiment.log_artifact(artifact)
     return model
