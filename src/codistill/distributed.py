@@ -1,11 +1,11 @@
 """Processes launched by torchrun or srun, before Lightning starts.
 
-Each rank of such a launch runs the whole app: Hydra names each rank's run folder after its own clock,
-and each rank would build the distillation dataset. `start_ranks` starts the process group at once
-(Lightning and DeepSpeed reuse an existing one), moves every rank into rank 0's run folder, and opens a
-CPU (gloo) group with a long timeout for `barrier`, so the ranks can wait while one builds the dataset.
-Launches by Lightning itself (`trainer.devices=N` without torchrun) need none of this: Lightning passes
-rank 0's run folder to the processes it starts, after rank 0 has built the dataset.
+Each rank of such a launch runs the whole app, and Hydra names each rank's run folder after its own
+clock. `start_ranks` starts the process group at once (Lightning and DeepSpeed reuse an existing one),
+moves every rank into rank 0's run folder, and opens a CPU (gloo) group with a long timeout for
+`barrier`, so the ranks can wait while rank 0 assembles the distillation dataset. Launches by Lightning
+itself (`trainer.devices=N` without torchrun) need no early start: Lightning passes rank 0's run folder to
+the processes it starts, and `barrier` then uses Lightning's own process group (its default timeout).
 """
 
 import logging
