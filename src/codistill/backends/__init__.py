@@ -11,18 +11,39 @@ that key) and two methods:
 - `sample(prompts, sampling, stops, chat, desc) -> list[list[Generation]]`: `sampling.n` samples per
   prompt (evaluation), not stored.
 
+- `score(prompts, continuations, top_k, store, desc) -> list[TokenScores]`: how likely the model finds
+  each continuation after its prompt, token by token, with its `top_k` most likely tokens at each
+  position (offline teacher distributions; bits per byte), stored like `generate`.
+
 `stops` are strings; generation ends at the first one (not included). `chat` sends an instruction as a
 chat message where the backend has a chat API. Adding a backend is one class here and one config in
 `conf/backend/`.
 """
 
+from dataclasses import asdict, dataclass
+
+from tqdm.auto import tqdm
+
 from codistill.generation import Sampling
 from codistill.llm.generated import Generation
-from codistill.llm.store import ResultStore
+from codistill.llm.store import ResultStore, content_key
+
+
+@dataclass(frozen=True)
+class TokenScores:
+    """A continuation under a model, one entry per token of it (in the model's tokenizer): the token `ids`
+    and their `logprobs`; at each position the `top_k` most likely ids and their log-probabilities (most
+    likely first; empty lists when top_k is 0) and `tail`, the probability outside them."""
+
+    ids: list[int]
+    logprobs: list[float]
+    topk_ids: list[list[int]]
+    topk_logprobs: list[list[float]]
+    tail: list[float]
 
 
 class Backend:
-    """The interface above; a backend implements `_generate` and `_sample` with the same arguments."""
+    """The interface above; a backend implements `_generate`, `_sample` and `_score`."""
 
     name: str
     length_setting: str  # the config key, under the backend's node, that sets `max_new_tokens`
@@ -44,8 +65,40 @@ class Backend:
     ) -> list[list[Generation]]:
         return self._sample(list(prompts), sampling, tuple(stops), chat, desc or "generating")
 
+    def score(
+        self,
+        prompts: list[str],
+        continuations: list[str],
+        top_k: int = 0,
+        store: ResultStore | None = None,
+        chunk_size: int = 64,
+        desc: str = "scoring",
+    ) -> list[TokenScores]:
+        """Each continuation's `TokenScores` after its prompt (tokenized apart: the continuation's tokens are
+        what the model alone would make of it). With a store, each chunk of `chunk_size` is stored as it is
+        done, keyed by (model, top_k, prompt, continuation), so a killed run resumes where it stopped."""
+        if len(prompts) != len(continuations):
+            raise ValueError(f"{len(prompts)} prompts but {len(continuations)} continuations")
+        pairs = list(zip(prompts, continuations, strict=True))
+        if store is None:
+            return self._score(pairs, top_k)
+        keys = [content_key("score", self.name, top_k, p, c) for p, c in pairs]
+        first: dict[str, int] = {}  # each missing key once, at its first position
+        for i, key in enumerate(keys):
+            if key not in store:
+                first.setdefault(key, i)
+        pending = list(first.values())
+        for start in tqdm(range(0, len(pending), chunk_size), desc=desc, unit="chunk", disable=not pending):
+            chunk = pending[start : start + chunk_size]
+            for i, scores in zip(chunk, self._score([pairs[i] for i in chunk], top_k), strict=True):
+                store.put(keys[i], asdict(scores))
+        return [TokenScores(**store.ok[k]["result"]) for k in keys]
+
     def _generate(self, prompts, stops, store, namespace, chat, truncate_left, desc) -> list[Generation]:
         raise NotImplementedError
 
     def _sample(self, prompts, sampling, stops, chat, desc) -> list[list[Generation]]:
+        raise NotImplementedError
+
+    def _score(self, pairs: list[tuple[str, str]], top_k: int) -> list[TokenScores]:
         raise NotImplementedError

@@ -1,6 +1,9 @@
 """A local Hugging Face causal LM as a generation backend (see codistill.backends)."""
 
-from codistill.backends import Backend
+import torch
+import torch.nn.functional as F
+
+from codistill.backends import Backend, TokenScores
 from codistill.generation import (
     Sampling,
     context_length,
@@ -49,6 +52,34 @@ class HFBackend(Backend):
     def _sample(self, prompts, sampling, stops, chat, desc) -> list[list[Generation]]:
         return self._run(prompts, sampling, stops, True, desc)
 
+    @torch.inference_mode()
+    def _score(self, pairs: list[tuple[str, str]], top_k: int) -> list[TokenScores]:
+        """Teacher-forced forward passes, longest first, `batch_size` at a time, right-padded (padding after
+        a sequence changes nothing before it); a prompt too long for the context loses its oldest tokens."""
+        encode = self.tokenizer
+        rows = []
+        for prompt, continuation in pairs:
+            c = encode(continuation, add_special_tokens=False)["input_ids"]
+            p = encode(prompt, add_special_tokens=False)["input_ids"][-max(1, self.context_length - len(c)) :]
+            rows.append((p, c))
+        order = sorted(range(len(rows)), key=lambda i: -sum(map(len, rows[i])))
+        out: list[TokenScores | None] = [None] * len(rows)
+        device, pad = next(self.model.parameters()).device, pad_id_of(self.tokenizer)
+        for start in range(0, len(order), self.batch_size):
+            batch = order[start : start + self.batch_size]
+            width = max(len(rows[i][0]) + len(rows[i][1]) for i in batch)
+            ids = torch.full((len(batch), width), pad, dtype=torch.long)
+            mask = torch.zeros_like(ids)
+            for r, i in enumerate(batch):
+                seq = rows[i][0] + rows[i][1]
+                ids[r, : len(seq)], mask[r, : len(seq)] = torch.tensor(seq), 1
+            logits = self.model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
+            for r, i in enumerate(batch):
+                p, c = rows[i]
+                logp = F.log_softmax(logits[r, len(p) - 1 : len(p) + len(c) - 1].float(), -1)
+                out[i] = token_scores(logp, c, top_k)
+        return out
+
     def _run(self, prompts, sampling: Sampling, stops, truncate_left: bool, desc: str) -> list[list[Generation]]:
         vocab = self.tokenizer.get_vocab()
         token_stops = {vocab[s] for s in stops if s in vocab} | {self.tokenizer.eos_token_id}
@@ -63,3 +94,11 @@ class HFBackend(Backend):
         text = self.tokenizer.decode(ids, skip_special_tokens=False)
         cut = cut_at_stop_strings(text, text_stops)
         return Generation(cut, "stop" if cut != text or len(ids) < self.max_new_tokens else LENGTH)
+
+
+def token_scores(logp: torch.Tensor, ids: list[int], top_k: int) -> TokenScores:
+    """`TokenScores` from the log-probabilities [len(ids), V] of the positions that predict `ids`."""
+    chosen = logp.gather(-1, torch.tensor(ids, device=logp.device).view(-1, 1)).squeeze(-1)
+    top = logp.topk(min(top_k, logp.shape[-1]), -1)
+    tail = (1 - top.values.exp().sum(-1)).clamp_min(0)
+    return TokenScores(ids, chosen.tolist(), top.indices.tolist(), top.values.tolist(), tail.tolist())
