@@ -43,7 +43,8 @@ class TokenScores:
 
 
 class Backend:
-    """The interface above; a backend implements `_generate`, `_sample` and `_score`."""
+    """The interface above; a backend implements `_generate`, `_sample` and `_score` (and may override
+    `_store_scores`, how scores reach a store)."""
 
     name: str
     length_setting: str  # the config key, under the backend's node, that sets `max_new_tokens`
@@ -83,16 +84,19 @@ class Backend:
         if store is None:
             return self._score(pairs, top_k)
         keys = [content_key("score", self.name, top_k, p, c) for p, c in pairs]
-        first: dict[str, int] = {}  # each missing key once, at its first position
-        for i, key in enumerate(keys):
-            if key not in store:
-                first.setdefault(key, i)
-        pending = list(first.values())
-        for start in tqdm(range(0, len(pending), chunk_size), desc=desc, unit="chunk", disable=not pending):
-            chunk = pending[start : start + chunk_size]
-            for i, scores in zip(chunk, self._score([pairs[i] for i in chunk], top_k), strict=True):
-                store.put(keys[i], asdict(scores))
+        missing = [(k, pair) for k, pair in dict(zip(keys, pairs, strict=True)).items() if k not in store]
+        self._store_scores(missing, top_k, store, chunk_size, desc)
         return [TokenScores(**store.ok[k]["result"]) for k in keys]
+
+    def _store_scores(
+        self, missing: list[tuple[str, tuple[str, str]]], top_k: int, store: ResultStore, chunk_size: int, desc: str
+    ) -> None:
+        """Store the scores of the (key, pair)s, `chunk_size` pairs at a time, each chunk as it is done; a
+        backend that stores each pair as it is scored overrides this."""
+        for start in tqdm(range(0, len(missing), chunk_size), desc=desc, unit="chunk", disable=not missing):
+            chunk = missing[start : start + chunk_size]
+            for (key, _), scores in zip(chunk, self._score([pair for _, pair in chunk], top_k), strict=True):
+                store.put(key, asdict(scores))
 
     def _generate(self, prompts, stops, store, namespace, chat, truncate_left, desc) -> list[Generation]:
         raise NotImplementedError

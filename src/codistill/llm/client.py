@@ -16,7 +16,9 @@ import asyncio
 import json
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import httpx
 import openai
@@ -33,13 +35,17 @@ CONNECTIONS_PER_CLIENT = 16
 
 @dataclass(frozen=True)
 class Request:
-    """One API call: `chat` sends `prompt` as the user message, `completion` as a raw prompt (FIM)."""
+    """One API call: `chat` sends `prompt` as the user message, `completion` as a raw prompt (FIM), `score`
+    sends the token `ids` (`prompt` is their text, for the token estimate) to the completions endpoint and
+    stores `read(choice)` of the reply's first choice instead of its text (prompt log-probabilities)."""
 
     key: str
     prompt: str
     kind: str = "chat"
     stop: tuple[str, ...] = ()
-    params: dict = field(default_factory=dict)  # per-request sampling settings (temperature, top_p, seed)
+    params: dict = field(default_factory=dict)  # per-request settings (temperature, top_p, seed, prompt_logprobs)
+    ids: tuple[int, ...] = ()
+    read: Callable[[dict], Any] | None = None
 
 
 @dataclass
@@ -118,7 +124,12 @@ class LLMClient:
         return asyncio.run(self._run(pending, store, desc))
 
     def results(self, requests: list[Request], store: ResultStore, desc: str) -> list[Generation]:
-        """The answer to every request, in order: stored ones reused, the rest sent. Raises
+        """The answer to every request, in order: stored ones reused, the rest sent."""
+        self.complete(requests, store, desc)
+        return [Generation.from_record(store.ok[r.key]) for r in requests]
+
+    def complete(self, requests: list[Request], store: ResultStore, desc: str) -> None:
+        """Send the requests whose key the store lacks, so that every one has an `ok` record. Raises
         IncompleteError, after storing all it got, when some request failed all its attempts."""
         stats = self.run(requests, store, desc)
         missing = list(dict.fromkeys(r.key for r in requests if r.key not in store))
@@ -129,7 +140,6 @@ class LLMClient:
                 f"{self.max_attempts} attempts (e.g. {example}); everything else is saved in {store.dir}: run the "
                 f"same command again to retry only those ({stats.done} answered in this run)"
             )
-        return [Generation.from_record(store.ok[r.key]) for r in requests]
 
     def _wait(self, state) -> float:
         hinted = retry_after(state.outcome.exception())
@@ -158,25 +168,28 @@ class LLMClient:
             if rpm:
                 await rpm.acquire()
             if tpm:
-                await tpm.acquire(min(self.tpm, len(request.prompt) // 4 + self.max_tokens))
+                reply_tokens = request.params.get("max_tokens", self.max_tokens)
+                await tpm.acquire(min(self.tpm, len(request.prompt) // 4 + reply_tokens))
             body = {"model": self.model, "max_tokens": self.max_tokens, "temperature": self.temperature}
             if request.stop:
                 body["stop"] = list(request.stop)
             body.update(request.params)
             # the client's low-level post: its auth, headers, timeouts and errors, without the per-call
             # parameter transforms and response models that cost milliseconds at hundreds of requests/s
-            if request.kind == "completion":
-                body["prompt"] = request.prompt
-                reply = await client.post("/completions", body=body, cast_to=httpx.Response)
-            else:
+            if request.kind == "chat":
                 body["messages"] = [{"role": "user", "content": request.prompt}]
                 reply = await client.post("/chat/completions", body=body, cast_to=httpx.Response)
+            else:
+                body["prompt"] = list(request.ids) if request.kind == "score" else request.prompt
+                reply = await client.post("/completions", body=body, cast_to=httpx.Response)
             data = json.loads(reply.content)  # a malformed reply raises ValueError: retried
-            choice = data["choices"][0]
+            choice, usage = data["choices"][0], data.get("usage") or {}
+            if request.kind == "score":  # the generated token is not wanted: no finish reason
+                return request.read(choice), usage, None
             text = choice["text"] if request.kind == "completion" else choice["message"]["content"]
             if not isinstance(text, str):
                 raise ValueError("the reply has no text")
-            return text, data.get("usage") or {}, choice.get("finish_reason")
+            return text, usage, choice.get("finish_reason")
 
         async def one(n: int, request: Request) -> None:
             async with limit:
@@ -187,7 +200,7 @@ class LLMClient:
                         retry=retry_if_exception(retryable),
                         reraise=True,
                     )
-                    text, usage, reason = await retrying(call, request, clients[n % len(clients)])
+                    result, usage, reason = await retrying(call, request, clients[n % len(clients)])
                 except Exception as exc:  # noqa: BLE001 - recorded, retried by the next run
                     stats.failed += 1
                     stats.errors.append(f"{type(exc).__name__}: {exc}")
@@ -197,7 +210,7 @@ class LLMClient:
                     stats.truncated += reason == LENGTH
                     usage = {k: usage.get(k) or 0 for k in ("prompt_tokens", "completion_tokens")}
                     self._account(stats, usage)
-                    store.put(request.key, text, usage=usage, model=self.model, finish_reason=reason)
+                    store.put(request.key, result, usage=usage, model=self.model, finish_reason=reason)
             bar.update()
             if time.perf_counter() - shown[0] > 0.5 or stats.done + stats.failed == len(pending):  # cheap at 300 req/s
                 shown[0] = time.perf_counter()
