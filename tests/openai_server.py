@@ -4,7 +4,12 @@ Endpoints (HTTP/1.1, keep-alive):
 
 - ``POST /v1/chat/completions``: replies ``"explained: " + <last message content>[:20]``;
 - ``POST /v1/completions`` (legacy completions, as vLLM serves FIM teachers): replies ``choices[i].text =
-  "mid:" + sha1(prompt)[:8]``, one choice per prompt when ``prompt`` is a list;
+  "mid:" + sha1(prompt)[:8]``, one choice per prompt when ``prompt`` is a list. A prompt may be a list of token
+  ids below `FAKE_VOCAB` (vLLM's form, alone or in a list); it counts as the text `token_prompt(ids)` (its ids
+  joined by spaces: one word per token) everywhere below. With ``prompt_logprobs: k`` (vLLM's extra parameter,
+  0 to `FAKE_LIKELY`; token-id prompts only, the fake has no tokenizer) each choice also carries
+  ``prompt_logprobs`` in vLLM's format, under a fake model whose next-token distribution after any ids is
+  `next_token_logprobs(ids)` (see `prompt_logprobs`, which tests can call to recompute the values);
 - ``GET /v1/models`` and ``GET /stats`` (the counters as JSON; ``/stats?full=1`` adds request bodies).
 
 ``FakeOpenAI(chat=f)`` answers chat requests with ``f(prompt)`` instead (a module-level function in process mode).
@@ -38,8 +43,10 @@ import asyncio
 import base64
 import hashlib
 import json
+import math
 import os
 import pickle
+import random
 import re
 import signal
 import socket
@@ -61,6 +68,9 @@ IDLE_TIMEOUT = 30.0  # seconds a keep-alive connection may wait for its next req
 READ_TIMEOUT = 30.0  # seconds to read one request's headers and body once it has started
 REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed", 411: "Length Required"}
 REASONS |= {413: "Payload Too Large", 429: "Too Many Requests", 500: "Internal Server Error"}
+FAKE_VOCAB = 1 << 16  # the token ids the fake model knows: more than any test tokenizer has
+FAKE_LIKELY = 20  # the ids a context makes likely; the most prompt_logprobs asks for (vLLM's default max_logprobs)
+LIKELY_MASS = 0.9  # their total probability; every other id has an equal share of the rest
 
 
 def sha1_hex(text: str) -> str:
@@ -84,6 +94,49 @@ def chat_reply(prompt: str) -> str:
 def completion_text(prompt: str) -> str:
     """What /v1/completions answers to `prompt`."""
     return "mid:" + sha1_hex(prompt)[:8]
+
+
+def token_prompt(ids: Sequence[int]) -> str:
+    """The text a token-id prompt counts as (fault plans, counters, usage): one word per token."""
+    return " ".join(map(str, ids))
+
+
+def next_token_logprobs(context: Sequence[int]) -> tuple[dict[int, float], float]:
+    """The fake model after `context`: the log-probabilities of its `FAKE_LIKELY` likely ids, most likely first
+    (the context's newest distinct ids, likelier as code repeats itself, then ids drawn from a hash of the
+    context), and the log-probability of every other id below `FAKE_VOCAB`."""
+    rng = random.Random(sha1_hex(token_prompt(context)))
+    likely = list(dict.fromkeys(reversed(context)))[: FAKE_LIKELY // 2]
+    seen = len(likely)
+    while len(likely) < FAKE_LIKELY:
+        token = rng.randrange(FAKE_VOCAB)
+        if token not in likely:
+            likely.append(token)
+    weights = [rng.random() + (1.0 if i < seen else 0.05) for i in range(FAKE_LIKELY)]  # all above the others
+    logprobs = {token: math.log(LIKELY_MASS * w / sum(weights)) for token, w in zip(likely, weights, strict=True)}
+    ranked = dict(sorted(logprobs.items(), key=lambda item: -item[1]))
+    return ranked, math.log((1 - LIKELY_MASS) / (FAKE_VOCAB - FAKE_LIKELY))
+
+
+def prompt_logprobs(ids: Sequence[int], k: int) -> list[dict | None]:
+    """vLLM's ``prompt_logprobs`` for a token-id prompt: None for the first token, then at each position the
+    prompt's own token (first, as vLLM puts it) and the `k` most likely ids, keyed by id as a string, each
+    ``{"logprob", "rank" (1: the most likely), "decoded_token"}``."""
+    entries: list[dict | None] = [None]
+    for i in range(1, len(ids)):
+        likely, other = next_token_logprobs(ids[:i])
+        ranked = list(likely)
+        token = ids[i]
+        rank = ranked.index(token) + 1 if token in likely else len(ranked) + 1
+        entry = {str(token): _logprob(likely.get(token, other), rank, token)}
+        for r, t in enumerate(ranked[:k], 1):
+            entry.setdefault(str(t), _logprob(likely[t], r, t))
+        entries.append(entry)
+    return entries
+
+
+def _logprob(logprob: float, rank: int, token: int) -> dict:
+    return {"logprob": logprob, "rank": rank, "decoded_token": f"<{token}>"}
 
 
 def words(text: str) -> int:
@@ -164,6 +217,22 @@ def _plan_function(faults: Any) -> Callable[[RequestInfo], str | None]:
             _check_kind(kind)
         return lambda info: kinds[info.index] if info.index < len(kinds) else None
     raise TypeError(f"faults must be None, a sequence, a mapping or a callable, not {type(faults).__name__}")
+
+
+def _completion_prompts(payload: dict) -> list[str | list[int]]:
+    """The completions prompts: strings or token-id lists, one alone or several in a list (as vLLM takes them)."""
+    prompt = payload["prompt"]
+    prompts = [prompt] if isinstance(prompt, str) or _is_ids(prompt) else list(prompt)
+    if not prompts or not all(isinstance(p, str) or _is_ids(p) for p in prompts):
+        raise TypeError("prompt must be a string, a list of token ids or a non-empty list of either")
+    for ids in (p for p in prompts if not isinstance(p, str)):
+        if not all(0 <= t < FAKE_VOCAB for t in ids):
+            raise ValueError(f"token ids must be below FAKE_VOCAB ({FAKE_VOCAB})")
+    return prompts
+
+
+def _is_ids(prompt: Any) -> bool:
+    return isinstance(prompt, list) and bool(prompt) and all(type(t) is int for t in prompt)
 
 
 def _error_body(status: int, message: str) -> bytes:
@@ -547,11 +616,14 @@ class FakeOpenAI:
             if not isinstance(content, str):
                 raise TypeError("the last message has no text content")
             return [content]
-        prompt = payload["prompt"]
-        prompts = [prompt] if isinstance(prompt, str) else list(prompt)
-        if not prompts or not all(isinstance(p, str) for p in prompts):
-            raise TypeError("prompt must be a string or a non-empty list of strings")
-        return prompts
+        prompts = _completion_prompts(payload)
+        logprobs = payload.get("prompt_logprobs")
+        if logprobs is not None:
+            if type(logprobs) is not int or not 0 <= logprobs <= FAKE_LIKELY:
+                raise ValueError(f"prompt_logprobs must be an integer from 0 to {FAKE_LIKELY}")
+            if any(isinstance(p, str) for p in prompts):
+                raise ValueError("prompt_logprobs needs token-id prompts (the fake has no tokenizer)")
+        return [p if isinstance(p, str) else token_prompt(p) for p in prompts]
 
     @staticmethod
     def _reply(payload: dict, prompts: list[str], chat: bool, index: int, answer: Callable[[str], str]) -> dict:
@@ -576,6 +648,9 @@ class FakeOpenAI:
                 {"index": i, "text": text, "finish_reason": reason, "logprobs": None}
                 for i, ((text, _), reason) in enumerate(zip(cuts, reasons, strict=True))
             ]
+            if payload.get("prompt_logprobs") is not None:
+                for choice, ids in zip(choices, _completion_prompts(payload), strict=True):
+                    choice["prompt_logprobs"] = prompt_logprobs(ids, payload["prompt_logprobs"])
             kind = "text_completion"
         reply = {"id": f"cmpl-{index + 1}", "object": kind, "created": 0, "model": model, "choices": choices}
         return reply | {"usage": usage}

@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+import math
 import pickle
 import subprocess
 import sys
@@ -12,7 +13,16 @@ from pathlib import Path
 import httpx
 import pytest
 
-from openai_server import FakeOpenAI, FirstAttempts, completion_text, sha1_is_even
+from openai_server import (
+    FAKE_LIKELY,
+    FakeOpenAI,
+    FirstAttempts,
+    completion_text,
+    next_token_logprobs,
+    prompt_logprobs,
+    sha1_is_even,
+    token_prompt,
+)
 
 HEADERS = {"Authorization": "Bearer sk-test"}
 
@@ -57,6 +67,37 @@ def test_both_endpoints_reply_with_usage_and_are_counted():
         }
     )
     assert server.faults_injected == {} and server.errors == []
+
+
+def test_token_id_prompts_get_vllms_prompt_logprobs_under_the_fake_model():
+    ids = [5, 9, 5, 9, 5, 700]
+    body = {"model": "m", "prompt": ids, "max_tokens": 1, "prompt_logprobs": 3}
+    with FakeOpenAI(faults={token_prompt(ids): ["429"]}) as server, httpx.Client(timeout=5) as client:
+        url = f"{server.base_url}/completions"
+        assert client.post(url, json=body).status_code == 429  # fault plans see the ids as text
+        reply = client.post(url, json=body).json()
+        batch = client.post(url, json={**body, "prompt": [ids, ids[:2]]}).json()  # several token-id prompts
+        plain = client.post(url, json={**body, "prompt_logprobs": None}).json()
+        refused = [client.post(url, json={**body, **change}) for change in ({"prompt": "text"}, {"prompt": [-1]})]
+        refused.append(client.post(url, json={**body, "prompt_logprobs": FAKE_LIKELY + 1}))
+    assert server.attempts == {token_prompt(ids): 4, token_prompt(ids[:2]): 1}
+    choice = reply["choices"][0]
+    assert choice["text"] == completion_text("5 9 5 9 5 700") and reply["usage"]["prompt_tokens"] == len(ids)
+    assert choice["prompt_logprobs"] == prompt_logprobs(ids, 3) and batch["choices"][1]["prompt_logprobs"][0] is None
+    assert "prompt_logprobs" not in plain["choices"][0] and [r.status_code for r in refused] == [400] * 3
+    entries = choice["prompt_logprobs"]
+    assert entries[0] is None and len(entries) == len(ids)
+    for i, entry in enumerate(entries[1:], 1):
+        likely, other = next_token_logprobs(ids[:i])
+        token = str(ids[i])
+        assert next(iter(entry)) == token  # the prompt's own token first, as vLLM puts it
+        assert entry[token]["logprob"] == likely.get(ids[i], other)
+        top = sorted((v["rank"], int(t), v["logprob"]) for t, v in entry.items() if v["rank"] <= 3)
+        assert top == [(r, t, lp) for r, (t, lp) in enumerate(list(likely.items())[:3], 1)]
+        assert len(entry) == (3 if ids[i] in list(likely)[:3] else 4)
+    assert {len(entry) for entry in entries[1:]} == {3, 4}  # the prompt's token both among the top 3 and not
+    probabilities = [math.exp(lp) for lp in next_token_logprobs(ids)[0].values()]
+    assert sum(probabilities) == pytest.approx(0.9) and probabilities == sorted(probabilities, reverse=True)
 
 
 def test_a_reply_longer_than_max_tokens_words_is_cut_with_finish_reason_length():
