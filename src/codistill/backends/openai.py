@@ -1,12 +1,17 @@
 """An OpenAI-compatible server (OpenAI, vLLM, TGI, llama.cpp) as a generation backend (see
-codistill.backends), through the shared client: concurrency, rate limits, retries, cost."""
+codistill.backends), through the shared client: concurrency, rate limits, retries, cost. Scoring needs a
+server that returns prompt log-probabilities the way vLLM does."""
 
+import math
 import tempfile
 from contextlib import contextmanager
+from dataclasses import asdict
+from functools import partial
 
 from transformers import AutoTokenizer
 
-from codistill.backends import Backend
+from codistill.backends import Backend, TokenScores
+from codistill.errors import ConfigError
 from codistill.llm.client import LLMClient, Request
 from codistill.llm.generated import Generation
 from codistill.llm.store import ResultStore, content_key
@@ -15,7 +20,8 @@ from codistill.llm.store import ResultStore, content_key
 class OpenAIBackend(Backend):
     """`chat` prompts go to `/v1/chat/completions`, the others (FIM prompts, code to continue) to
     `/v1/completions`. `tokenizer` (the served model's, optional) lets a FIM teacher cut segments in tokens
-    and check its sentinels; `context_length` is the served context. The API key is read from the
+    and check its sentinels, and is needed to score (vLLM's prompt log-probabilities are per token of a
+    prompt sent as token ids); `context_length` is the served context. The API key is read from the
     environment (`client.api_key_env`) and is never stored or logged."""
 
     length_setting = "client.max_tokens"
@@ -52,6 +58,49 @@ class OpenAIBackend(Backend):
         with _store_or_temporary(None) as where:
             flat = self.client.results(requests, where, desc)
         return [flat[i : i + sampling.n] for i in range(0, len(flat), sampling.n)]
+
+    def _score(self, pairs: list[tuple[str, str]], top_k: int) -> list[TokenScores]:
+        """Unstored scores, through a throwaway store (the client stores every reply as it arrives)."""
+        with _store_or_temporary(None) as where:
+            return self.score([p for p, _ in pairs], [c for _, c in pairs], top_k, where)
+
+    def _store_scores(self, missing, top_k, store, chunk_size, desc) -> None:
+        """One request per pair, all through the client at its concurrency (no chunks), each reply stored the
+        moment it arrives, so a killed run sends again only what was in flight. A prompt keeps its newest tokens
+        that fit the context with the continuation and the one token generated. `top_k` is at most the
+        server's limit (vLLM: --max-logprobs, 20 by default)."""
+        if self.tokenizer is None:
+            raise ConfigError(
+                f"scoring with the served model {self.name} sends token ids: set backend.tokenizer to the served "
+                "model's tokenizer (its Hugging Face name or folder)"
+            )
+        # prompt_logprobs 1 at least, so that each prompt token's own log-probability surely comes back
+        params = {"max_tokens": 1, "temperature": 0, "prompt_logprobs": max(top_k, 1)}
+        requests = []
+        for key, (prompt, continuation) in missing:
+            p, c = (self.tokenizer(text, add_special_tokens=False)["input_ids"] for text in (prompt, continuation))
+            if self.context_length:
+                p = p[-max(1, self.context_length - 1 - len(c)) :]
+            read = partial(prompt_scores, ids=c, top_k=top_k)
+            requests.append(Request(key, prompt + continuation, "score", params=params, ids=(*p, *c), read=read))
+        self.client.complete(requests, store, desc)
+
+
+def prompt_scores(choice: dict, ids: list[int], top_k: int) -> dict:
+    """The stored `TokenScores` of `ids`, the last tokens of a prompt, from the reply's `prompt_logprobs`
+    (vLLM's: one entry per prompt token, None for the first, each mapping token ids, as strings, to
+    {"logprob", "rank", "decoded_token"} for the requested number of most likely ids and the prompt's own)."""
+    positions = choice.get("prompt_logprobs")
+    if not isinstance(positions, list) or len(positions) < len(ids):
+        raise ValueError("the reply lacks prompt_logprobs: score with a server that returns them, like vLLM")
+    logprobs, topk_ids, topk_logprobs, tail = [], [], [], []
+    for token, entry in zip(ids, positions[len(positions) - len(ids) :], strict=True):
+        top = sorted(entry.items(), key=lambda item: item[1]["rank"])[:top_k]
+        logprobs.append(entry[str(token)]["logprob"])
+        topk_ids.append([int(t) for t, _ in top])
+        topk_logprobs.append([v["logprob"] for _, v in top])
+        tail.append(max(0.0, 1 - sum(math.exp(v) for v in topk_logprobs[-1])))
+    return asdict(TokenScores(list(ids), logprobs, topk_ids, topk_logprobs, tail))
 
 
 def _kind(chat: bool) -> str:
