@@ -5,7 +5,7 @@ Both paths train the same task on the same data in the same process: the tiny T5
 learns the label task of the embedded default's FIM dataset (`codistill-train`'s config composed with Hydra's
 compose API, built by `codistill.data.cache.DistillationSource`), on CPU in fp32:
 
-- lightning: `codistill.models.seq2seq.Seq2SeqDistiller` with `LabelOnlyLoss` (`loss=label_only`) on
+- lightning: `codistill.models.fim.FIMDistiller` with `DistillationLoss()` (`loss=label_only`) on
   `codistill.data.fim_datamodule.FIMDataModule`'s length-grouped batches, under a `pytorch_lightning.Trainer`;
 - hf: `transformers.Seq2SeqTrainer` on the same tokenized label-task features (`label_input_ids`,
   `label_labels` of the datamodule's training split), padded by `DataCollatorForSeq2Seq`, with its own
@@ -52,9 +52,9 @@ from transformers.utils import logging as hf_logging  # noqa: E402
 
 from codistill.config import CONFIG_DIR  # noqa: E402
 from codistill.errors import build  # noqa: E402
-from codistill.losses import LabelOnlyLoss  # noqa: E402
+from codistill.losses import DistillationLoss  # noqa: E402
 from codistill.models.loading import load_student  # noqa: E402
-from codistill.models.seq2seq import Seq2SeqDistiller  # noqa: E402
+from codistill.models.fim import FIMDistiller  # noqa: E402
 from codistill.models.tiny import tiny_t5  # noqa: E402
 
 IGNORE_INDEX = -100
@@ -118,10 +118,10 @@ def lightning_run(student_dir: str, datamodule, args) -> dict:
     pl.seed_everything(args.seed, verbose=False)
     student = load_student(student_dir)
     window = Window(FedCounter(student.model), args.warmup_steps, args.warmup_steps + args.steps)
-    module = Seq2SeqDistiller(
+    module = FIMDistiller(
         student.model,
         student.tokenizer,
-        LabelOnlyLoss(),
+        DistillationLoss(),
         optimizer=functools.partial(torch.optim.AdamW, lr=args.lr, weight_decay=0.0),
         warmup_steps=0,
     )

@@ -20,12 +20,12 @@ from codistill.apps.train import train
 from codistill.config import CONFIG_DIR
 from codistill.errors import ConfigError
 from codistill.generation import resolve_device
-from codistill.losses import LabelOnlyLoss
+from codistill.losses import DistillationLoss
 from codistill.models.accumulation import accumulation_steps
 from codistill.models.export import on_evaluation_device
 from codistill.models.loading import load_student
 from codistill.models.optim import build_optimizer, offloads_optimizer
-from codistill.models.seq2seq import Seq2SeqDistiller
+from codistill.models.fim import FIMDistiller
 from conftest import compose_config, free_port
 
 
@@ -110,7 +110,7 @@ def test_the_offload_optimizer_is_deepspeeds_cpu_adam_and_steps_like_adamw():
 
 def test_zero3_validation_generates_with_every_rank(tiny_student_dir):
     student = load_student(tiny_student_dir)
-    module = Seq2SeqDistiller(student.model, student.tokenizer, LabelOnlyLoss(), optimizer=None, max_new_tokens=4)
+    module = FIMDistiller(student.model, student.tokenizer, DistillationLoss(), optimizer=None, max_new_tokens=4)
     seen = {}
     generate = module.model.generate
 

@@ -17,11 +17,11 @@ from pytorch_lightning.utilities.rank_zero import rank_zero_only
 from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM
 
 from codistill.apps.train import train
-from codistill.losses import LabelOnlyLoss
+from codistill.losses import DistillationLoss
 from codistill.models.causal import CausalDistiller
 from codistill.models.export import trained_model
 from codistill.models.loading import load_causal_student, load_student
-from codistill.models.seq2seq import Seq2SeqDistiller
+from codistill.models.fim import FIMDistiller
 from conftest import compose_config, free_port
 
 TRAINERS = sorted(p.stem for p in (Path(__file__).parents[1] / "conf" / "trainer").glob("*.yaml"))
@@ -188,7 +188,7 @@ def _modules(kind: str, tiny_student_dir: str, tiny_teacher_dir: str):
     """(LightningModule, a batch for its model) for each recipe's student."""
     if kind == "seq2seq":
         student = load_student(tiny_student_dir)
-        module = Seq2SeqDistiller(student.model, student.tokenizer, LabelOnlyLoss(), optimizer=None)
+        module = FIMDistiller(student.model, student.tokenizer, DistillationLoss(), optimizer=None)
     else:  # the causal module carries a buffer (tokens_seen) that is not a model weight
         student = load_causal_student(tiny_teacher_dir)
         module = CausalDistiller(student.model, student.tokenizer, optimizer=None)

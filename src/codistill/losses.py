@@ -1,30 +1,294 @@
-"""Distillation losses: pure functions of per-task losses, so their arithmetic is testable exactly."""
+"""Distillation losses as functions on tensors (after TRL's `generalized_jsd_loss`), and the one loss object
+the LightningModules call.
+
+A student predicts N target tokens (the label's tokens, flattened over the batch); the teacher's
+distribution at the same N positions is a `TeacherDistribution`: dense logits, or sparse top-k ids and
+log-probabilities with the probability mass outside them (the tail). A sparse teacher is compared with the
+student over k + 1 buckets (the k ids, and everything else as one), which is exact when k covers the
+vocabulary and is how DistillKit-style offline logits keep the tail's mass.
+
+Divergences, per position, on log-probabilities `s` (student) and `t` (teacher):
+- `forward_kl`: KL(t || s), Hinton et al. 2015 (mode covering);
+- `reverse_kl`: KL(s || t), MiniLLM (Gu et al. 2024; mode seeking);
+- `jsd`: generalized JSD with `beta`, GKD (Agarwal et al. 2024): beta KL(t || m) + (1 - beta) KL(s || m),
+  m = beta t + (1 - beta) s; beta 0 is forward KL, 1 reverse KL (TRL's convention);
+- `uld`: Universal Logit Distillation (Boizard et al. 2024): L1 between the sorted probability vectors,
+  so teacher and student may have different vocabularies (the shorter padded with zeros).
+"""
+
+import math
+from dataclasses import dataclass, fields
 
 import torch
+import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
 
 from codistill.errors import ConfigError
 
-
-class StepByStepLoss:
-    """Distilling Step-by-Step (Hsieh et al. 2023), the original code's `task_prefix` mode: the student learns the
-    label and the rationale as two tasks with their own prefixes;
-    `loss = alpha * label_loss + (1 - alpha) * rationale_loss`."""
-
-    uses_rationale = True
-
-    def __init__(self, alpha: float = 0.5):
-        if not 0.0 <= alpha <= 1.0:
-            raise ConfigError(f"loss.alpha={alpha} is outside [0, 1]: set loss.alpha between 0 and 1")
-        self.alpha = float(alpha)
-
-    def __call__(self, label_loss: torch.Tensor, rationale_loss: torch.Tensor) -> torch.Tensor:
-        return self.alpha * label_loss + (1.0 - self.alpha) * rationale_loss
+IGNORE_INDEX = -100
+DIVERGENCES = ("forward_kl", "reverse_kl", "jsd", "uld")
+TOKEN_WISE = ("forward_kl", "reverse_kl", "jsd")  # compare token i of one vocabulary with token i of the other
+EMPTY = -1e4  # the log-probability of an empty tail bucket: exp() is 0, and no inf reaches a gradient
+TAIL_NOISE = 1e-6  # a tail below this is the rounding of 1 - sum(top k), not mass: the bucket is empty
 
 
-class LabelOnlyLoss:
-    """Standard distillation (the original code's `standard` mode): the label loss alone; no rationales."""
+@dataclass
+class TeacherDistribution:
+    """The teacher's next-token distribution at N positions (leading dims of any shape): dense `logits`
+    [..., V], or sparse `ids` [..., k], `logprobs` [..., k] and `tail` [...] (1 - the mass of the k)."""
 
-    uses_rationale = False
+    logits: torch.Tensor | None = None
+    ids: torch.Tensor | None = None
+    logprobs: torch.Tensor | None = None
+    tail: torch.Tensor | None = None
 
-    def __call__(self, label_loss: torch.Tensor, rationale_loss: torch.Tensor | None = None) -> torch.Tensor:
-        return label_loss
+    def __post_init__(self):
+        if (self.logits is None) == (self.ids is None):
+            raise ValueError("a TeacherDistribution is dense (logits) or sparse (ids, logprobs, tail), not both")
+
+    @property
+    def dense(self) -> bool:
+        return self.logits is not None
+
+    def rows(self, index) -> "TeacherDistribution":
+        """The positions `index` selects (over the leading dims, flattened)."""
+        parts = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if value is not None:
+                flat = value.reshape(-1) if f.name == "tail" else value.reshape(-1, value.shape[-1])
+                parts[f.name] = flat[index]
+        return TeacherDistribution(**parts)
+
+
+def _wide(x: torch.Tensor) -> torch.Tensor:
+    """float32 for half-precision model outputs; float64 stays (gradcheck)."""
+    return x if x.dtype == torch.float64 else x.float()
+
+
+def forward_kl(s: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """KL(t || s) per row of log-probabilities; a bucket the teacher gives no mass contributes nothing."""
+    p = t.exp()
+    return torch.where(p > 0, p * (t - s), 0.0).sum(-1)
+
+
+def reverse_kl(s: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """KL(s || t) per row of log-probabilities."""
+    return forward_kl(t, s)
+
+
+def generalized_jsd(s: torch.Tensor, t: torch.Tensor, beta: float) -> torch.Tensor:
+    """beta KL(t || m) + (1 - beta) KL(s || m) with m = beta t + (1 - beta) s, per row; beta 0 and 1 are the
+    forward and reverse KL themselves (as in TRL's generalized_jsd_loss)."""
+    if beta == 0:
+        return forward_kl(s, t)
+    if beta == 1:
+        return reverse_kl(s, t)
+    m = torch.logsumexp(torch.stack([t + math.log(beta), s + math.log(1 - beta)]), dim=0)
+    return beta * forward_kl(m, t) + (1 - beta) * forward_kl(m, s)
+
+
+def sorted_l1(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+    """ULD's distance per row: L1 between the two probability vectors sorted in decreasing order, the
+    shorter padded with zeros (so the vocabularies need not match, nor even their sizes)."""
+    p, q = p.sort(-1, descending=True).values, q.sort(-1, descending=True).values
+    width = max(p.shape[-1], q.shape[-1])
+    p, q = F.pad(p, (0, width - p.shape[-1])), F.pad(q, (0, width - q.shape[-1]))
+    return (p - q).abs().sum(-1)
+
+
+def buckets(student_logits: torch.Tensor, teacher: TeacherDistribution, temperature: float = 1.0):
+    """(student, teacher) log-probabilities over a shared support, per row: the vocabulary for a dense
+    teacher; for a sparse one, its k ids plus one tail bucket (the student's mass outside the k ids, the
+    teacher's `tail`). Temperature divides the logits (dense), or the bucket log-probabilities before they
+    are renormalised (sparse: the tail bucket is tempered as one token, exact when k covers the vocabulary)."""
+    if teacher.dense:
+        return (
+            F.log_softmax(_wide(student_logits) / temperature, -1),
+            F.log_softmax(_wide(teacher.logits) / temperature, -1),
+        )
+    s = F.log_softmax(_wide(student_logits), -1)
+    ids = teacher.ids.long()
+    s_top = s.gather(-1, ids)
+    s_tail = torch.logsumexp(s.scatter(-1, ids, float("-inf")), -1, keepdim=True).clamp_min(EMPTY)
+    tail = _wide(teacher.tail)
+    t_tail = torch.where(tail > TAIL_NOISE, tail.clamp_min(TAIL_NOISE).log(), EMPTY).unsqueeze(-1)
+    s, t = torch.cat([s_top, s_tail], -1), torch.cat([_wide(teacher.logprobs), t_tail], -1)
+    if temperature != 1:
+        s, t = F.log_softmax(s / temperature, -1), F.log_softmax(t / temperature, -1)
+    return s, t
+
+
+def divergence_per_row(
+    student_logits: torch.Tensor, teacher: TeacherDistribution, divergence: str, temperature=1.0, beta=0.5
+) -> torch.Tensor:
+    """The divergence between student and teacher at each row (no temperature-squared scale)."""
+    if divergence == "uld":
+        p = F.softmax(_wide(student_logits) / temperature, -1)
+        if teacher.dense:
+            return sorted_l1(p, F.softmax(_wide(teacher.logits) / temperature, -1))
+        _, t = buckets(student_logits, teacher, temperature)  # the teacher's k probabilities, then its tail
+        q = t[..., :-1].exp().sort(-1, descending=True).values
+        p_top = p.topk(min(q.shape[-1], p.shape[-1]), -1).values
+        p_rest, q_rest = (1 - p_top.sum(-1)).clamp_min(0), t[..., -1].exp()
+        return sorted_l1(p_top, q) + (p_rest - q_rest).abs()  # the tails compared as one bucket
+    s, t = buckets(student_logits, teacher, temperature)
+    if divergence == "forward_kl":
+        return forward_kl(s, t)
+    if divergence == "reverse_kl":
+        return reverse_kl(s, t)
+    return generalized_jsd(s, t, beta)
+
+
+def _chunk_sums(logits, rows, targets, teacher, paired, divergence, temperature, beta):
+    """(cross-entropy sum, divergence sum) over one chunk of rows, the divergence over its `paired` rows; run
+    under activation checkpointing, so only one chunk's log-softmax is alive at a time."""
+    chunk = logits[rows]
+    ce = F.cross_entropy(_wide(chunk), targets, reduction="sum")
+    if teacher is None:
+        return ce, torch.zeros_like(ce)
+    return ce, divergence_per_row(chunk[paired], teacher, divergence, temperature, beta).sum()
+
+
+def label_and_divergence(
+    logits: torch.Tensor,
+    rows: torch.Tensor,
+    targets: torch.Tensor,
+    teacher: TeacherDistribution | None = None,
+    paired: torch.Tensor | None = None,
+    divergence: str = "forward_kl",
+    temperature: float = 1.0,
+    beta: float = 0.5,
+    chunk_size: int = 1024,
+):
+    """(mean cross-entropy of `targets`, mean divergence from `teacher`) at the N positions `rows` of
+    `logits` [..., V] (flat row indices). `teacher` holds, in order, the positions of the rows that
+    `paired` [N] marks (all when None; see `aligned`). Positions are taken `chunk_size` at a time under
+    checkpointing: a [B, L, V] float32 tensor exists at most once, as the model's output, whatever the
+    vocabulary and length."""
+    flat = logits.reshape(-1, logits.shape[-1])
+    n = len(rows)
+    if paired is None:
+        paired = torch.ones(n, dtype=torch.bool, device=rows.device)
+    teacher_index = paired.long().cumsum(0) - 1  # row i's position in `teacher`
+    ce = kd = flat.sum() * 0.0  # keeps the graph with no targets: every rank must call backward under DDP
+    for start in range(0, n, chunk_size):
+        part = slice(start, start + chunk_size)
+        mine = None if teacher is None else teacher.rows(teacher_index[part][paired[part]])
+        args = (flat, rows[part], targets[part], mine, paired[part], divergence, temperature, beta)
+        if torch.is_grad_enabled() and flat.requires_grad:
+            c, k = checkpoint(_chunk_sums, *args, use_reentrant=False)
+        else:
+            c, k = _chunk_sums(*args)
+        ce, kd = ce + c, kd + k
+    return ce / max(n, 1), kd / max(int(paired.sum()), 1)
+
+
+class DistillationLoss:
+    """The loss of every student, from its label logits, the teacher's distribution, and the rationale
+    task's loss (seq2seq students):
+
+        loss = alpha * (ce_weight * CE(label) + (1 - ce_weight) * T^2 * D(teacher, student)) + (1 - alpha) * rationale
+
+    With no `divergence` it is label cross-entropy (`alpha` 1: `label_only`) or Distilling Step-by-Step
+    (Hsieh et al. 2023; `alpha` < 1: `step_by_step`); with one, the student also matches the teacher's
+    distribution (see the module docstring), and `step_by_step` + KD is one config. `lmbda` is GKD's
+    on-policy fraction: that share of training batches has targets the student samples itself, scored by
+    the online teacher."""
+
+    def __init__(
+        self,
+        divergence: str | None = None,
+        ce_weight: float = 1.0,
+        alpha: float = 1.0,
+        temperature: float = 1.0,
+        beta: float = 0.5,
+        lmbda: float = 0.0,
+        chunk_size: int = 1024,
+    ):
+        if divergence is not None and divergence not in DIVERGENCES:
+            raise ConfigError(f"loss.divergence={divergence!r} is not one of: {', '.join(DIVERGENCES)} (or null)")
+        for name, value in (("alpha", alpha), ("ce_weight", ce_weight), ("beta", beta), ("lmbda", lmbda)):
+            if not 0.0 <= value <= 1.0:
+                raise ConfigError(f"loss.{name}={value} is outside [0, 1]: set loss.{name} between 0 and 1")
+        if temperature <= 0:
+            raise ConfigError(f"loss.temperature={temperature} must be > 0")
+        if divergence is None and (ce_weight != 1 or lmbda != 0):
+            raise ConfigError(
+                "loss.ce_weight < 1 or loss.lmbda > 0 need a teacher distribution: set loss.divergence "
+                f"(one of {', '.join(DIVERGENCES)}), e.g. loss=forward_kl"
+            )
+        self.divergence, self.ce_weight, self.alpha = divergence, float(ce_weight), float(alpha)
+        self.temperature, self.beta, self.lmbda, self.chunk_size = float(temperature), float(beta), lmbda, chunk_size
+
+    @property
+    def uses_rationale(self) -> bool:
+        return self.alpha < 1
+
+    @property
+    def needs_teacher(self) -> bool:
+        return self.divergence is not None
+
+    def check_vocabularies(self, student: dict[str, int], teacher: dict[str, int]) -> None:
+        """Token-wise divergences need one vocabulary (token -> id maps); ULD does not."""
+        if self.divergence in TOKEN_WISE and student != teacher:
+            raise ConfigError(
+                f"loss.divergence={self.divergence} compares the distributions token by token, but the teacher's "
+                f"vocabulary ({len(teacher)} tokens) is not the student's ({len(student)}): use loss=uld for "
+                "students with their own tokenizer, or a student with the teacher's tokenizer"
+            )
+
+    def __call__(
+        self,
+        logits: torch.Tensor,
+        rows: torch.Tensor,
+        targets: torch.Tensor,
+        teacher: TeacherDistribution | None = None,
+        paired: torch.Tensor | None = None,
+        rationale_loss: torch.Tensor | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """{"label_loss", "kd_loss" (with a divergence), "rationale_loss" (when used), "loss"}; the arguments
+        are `label_and_divergence`'s."""
+        if self.needs_teacher and teacher is None:
+            raise ConfigError(f"loss.divergence={self.divergence} needs the teacher's distribution: set teacher_logits")
+        ce, kd = label_and_divergence(
+            logits,
+            rows,
+            targets,
+            teacher if self.needs_teacher else None,
+            paired,
+            self.divergence or "forward_kl",
+            self.temperature,
+            self.beta,
+            self.chunk_size,
+        )
+        out = {"label_loss": ce}
+        label = ce
+        if self.needs_teacher:
+            scale = self.temperature**2 if self.divergence in TOKEN_WISE else 1.0
+            out["kd_loss"] = kd
+            label = self.ce_weight * ce + (1 - self.ce_weight) * scale * kd
+        out["loss"] = self.alpha * label
+        if self.uses_rationale:
+            out["rationale_loss"] = rationale_loss
+            out["loss"] = out["loss"] + (1 - self.alpha) * rationale_loss
+        return out
+
+
+def target_mask(labels: torch.Tensor, shift: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """(which logits [B, L] predict a label, the labels [B, L] they predict). `shift`: causal models predict
+    token j + 1 at position j; encoder-decoders predict label j at j."""
+    if shift:
+        labels = F.pad(labels[:, 1:], (0, 1), value=IGNORE_INDEX)
+    return labels != IGNORE_INDEX, labels
+
+
+def aligned(student_mask: torch.Tensor, teacher_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pairs the i-th target of each example on both sides, up to the shorter of the two (one tokenizer gives
+    equal counts unless a side was truncated; ULD's two tokenizers cut the same text into different numbers
+    of tokens). Returns (`paired`: which of the student's targets, in flat order, have a teacher position;
+    the teacher's flat positions, in the same order)."""
+    keep = torch.minimum(student_mask.sum(1), teacher_mask.sum(1)).unsqueeze(1)
+    s_keep = student_mask & (student_mask.long().cumsum(1) <= keep)
+    t_keep = teacher_mask & (teacher_mask.long().cumsum(1) <= keep)
+    return s_keep.reshape(-1)[student_mask.reshape(-1)], t_keep.reshape(-1).nonzero().squeeze(-1)

@@ -27,9 +27,17 @@ def train(cfg: DictConfig) -> float:
     start_ranks(cfg)
     pl.seed_everything(cfg.seed, workers=True)
     extra = {"loss": build(cfg.loss)} if cfg.get("loss") else {}  # validated before the student loads
+    teacher = {}  # the teacher distributions' source, when the loss reads them
+    if extra and extra["loss"].needs_teacher:
+        if not cfg.get("teacher_logits"):
+            raise ConfigError(
+                f"loss.divergence={cfg.loss.divergence} reads the teacher's distribution: add teacher_logits=online "
+                "or teacher_logits=offline"
+            )
+        teacher = {"teacher": build(cfg.teacher_logits)}
     student = build(cfg.student)
-    datamodule = build(cfg.data, tokenizer=student.tokenizer)
-    module = build(cfg.model, model=student.model, tokenizer=student.tokenizer, **extra)
+    datamodule = build(cfg.data, tokenizer=student.tokenizer, **teacher)
+    module = build(cfg.model, model=student.model, tokenizer=student.tokenizer, **extra, **teacher)
     callbacks = [build(c) for c in (cfg.get("callbacks") or {}).values()]
     loggers = [build(c) for c in (cfg.get("logger") or {}).values()]
     trainer = build(cfg.trainer, callbacks=callbacks, logger=loggers or False)

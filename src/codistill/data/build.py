@@ -2,7 +2,7 @@
 
 import hashlib
 
-from datasets import Dataset, DatasetDict
+from datasets import Dataset, DatasetDict, Features
 from tqdm.auto import tqdm
 
 from codistill.data import schema
@@ -58,10 +58,14 @@ def build_fim_dataset(
     validation_size: float,
     seed: int,
     shard: tuple[int, int] = (0, 1),
+    teacher_topk: int = 0,
+    distribution_of: str = schema.TEACHER_MIDDLE,
 ) -> DatasetDict | None:
     """The distillation dataset, with the columns of `codistill.data.schema.FEATURES`.
 
     Teacher middles and rationales go through `store`, so a killed build resumes without paying twice.
+    With `teacher_topk` > 0 the teacher's top-k distributions over the tokens of `distribution_of` (a
+    label column) are stored too (`schema.TEACHER_DISTRIBUTION`), through the store as well.
     With `shard=(i, n)`, n > 1, only the segments of shard i are labelled and None is returned: run
     every shard (one per GPU), then once with n = 1 to assemble the dataset from the store."""
     if segment_cfg.get("unit", "tokens") == "tokens":
@@ -77,9 +81,14 @@ def build_fim_dataset(
     outputs = teacher.infill([r["prefix"] for r in mine], [r["suffix"] for r in mine], store)
     codes, middles = [r[schema.PROMPT] for r in mine], [r[schema.MIDDLE] for r in mine]
     rationales = rationale.explain(language, codes, middles, store)
+    scores = [None] * len(mine)
+    if teacher_topk:
+        labels = outputs if distribution_of == schema.TEACHER_MIDDLE else middles
+        prefixes, suffixes = [r[schema.PREFIX] for r in mine], [r[schema.SUFFIX] for r in mine]
+        scores = teacher.score(prefixes, suffixes, labels, teacher_topk, store)
     if count > 1:
         return None
-    for record, output, why in zip(records, outputs, rationales, strict=True):
+    for record, output, why, score in zip(records, outputs, rationales, scores, strict=True):
         record.update(
             {
                 schema.TEACHER_PROMPT: teacher.fim.psm(record[schema.PREFIX], record[schema.SUFFIX]),
@@ -90,6 +99,16 @@ def build_fim_dataset(
                 "rationale_template": rationale.template.id,
             }
         )
+        if score is not None:
+            record.update(
+                {
+                    schema.TEACHER_TOPK_IDS: score.topk_ids,
+                    schema.TEACHER_TOPK_LOGPROBS: score.topk_logprobs,
+                    schema.TEACHER_TAIL_MASS: score.tail,
+                    schema.TEACHER_DISTRIBUTION_OF: distribution_of,
+                }
+            )
+    features = Features({**schema.FEATURES, **(schema.TEACHER_DISTRIBUTION if teacher_topk else {})})
     n_val = max(1, round(validation_size * len(records)))
-    split = Dataset.from_list(records, features=schema.FEATURES).train_test_split(test_size=n_val, seed=seed)
+    split = Dataset.from_list(records, features=features).train_test_split(test_size=n_val, seed=seed)
     return DatasetDict(train=split["train"], validation=split["test"])

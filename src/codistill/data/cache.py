@@ -36,11 +36,15 @@ class DistillationSource:
     seed: int
     data_dir: str
     store_dir: str
+    teacher_topk: int = 0  # > 0: store the teacher's top-k distributions over the label too
+    label_source: str = "teacher"  # which label (data.label_source) the distributions cover
 
     def key(self) -> str:
         """A stable hash of everything that decides the dataset's content, its columns included."""
         parts = {"dataset": self.dataset, "teacher": self.teacher, "rationale": self.rationale, "seed": self.seed}
         parts["schema"] = schema.VERSION
+        if self.teacher_topk:
+            parts["distributions"] = {"top_k": self.teacher_topk, "of": self.label_source}
         return hashlib.sha256(OmegaConf.to_yaml(OmegaConf.create(parts)).encode("utf-8")).hexdigest()[:12]
 
     def folder(self) -> Path:
@@ -65,6 +69,8 @@ class DistillationSource:
                 self.dataset.validation_size,
                 self.seed,
                 shard,
+                self.teacher_topk,
+                schema.LABEL_COLUMNS[self.label_source],
             )
 
     def cached(self, rank: int = 0, world: int = 1) -> str:

@@ -1,4 +1,6 @@
-"""Tokenized FIM batches for a seq2seq student: a label task and a rationale task per example.
+"""Tokenized FIM batches: for a seq2seq student a label task and a rationale task per example; for a causal
+student (one with FIM sentinels, `fim`) the PSM prompt followed by the label; with a teacher-logits source
+(`teacher`, see codistill.teacher_logits), what it needs to give the teacher's distribution.
 
 Training batches are length-grouped (`codistill.data.batching`): examples of similar input length share a
 batch, so little of each batch is padding; the batches are shuffled, seeded by `seed` and the epoch.
@@ -15,12 +17,12 @@ from torch.utils.data import BatchSampler, DataLoader
 
 from codistill.data import schema
 from codistill.data.batching import EpochShuffle, LengthGroupedBatchSampler, epoch_batches, padding_fraction_of
-from codistill.data.formatting import LABEL_TASK, RATIONALE_TASK, encode_fim_input
+from codistill.data.fim import FIMTokens
+from codistill.data.formatting import LABEL_TASK, RATIONALE_TASK, encode_causal_fim, encode_fim_input
 from codistill.distributed import rank_and_world
 from codistill.errors import ConfigError
 
 TASKS = (LABEL_TASK, RATIONALE_TASK)
-TENSOR_COLUMNS = tuple(f"{task}_{part}" for task in TASKS for part in ("input_ids", "labels"))
 # passed through to every batch under their own names
 TEXT_COLUMNS = (schema.MIDDLE, schema.TEACHER_MIDDLE, schema.PROMPT)
 IGNORE_INDEX = -100
@@ -30,7 +32,9 @@ class FIMDataModule(pl.LightningDataModule):
     """Loads a saved distillation `DatasetDict` (`dataset_dir`, or the one `source` builds: see
     codistill.data.cache) and yields batches
     `{"label": {...}, "rationale": {...}, "middle": [...], "teacher_middle": [...], "prompt": [...]}` whose model inputs
-    are padded with the pad id and whose labels are padded with -100.
+    are padded with the pad id and whose labels are padded with -100. A causal student (`fim`: its FIM
+    sentinels) has the label task only, its labels -100 on the prompt; a `teacher` source adds its part
+    (`"teacher"` or `"teacher_topk"`).
 
     With `group_by_length` (the default) the training batches hold examples of similar input length
     (`train_batches`, `padding_fraction`); otherwise they are random. Either way the order is fixed by
@@ -51,6 +55,8 @@ class FIMDataModule(pl.LightningDataModule):
         seed: int = 1234,
         group_by_length: bool = True,
         source=None,
+        fim: dict | None = None,
+        teacher=None,
     ):
         super().__init__()
         if label_source not in schema.LABEL_COLUMNS:
@@ -63,6 +69,9 @@ class FIMDataModule(pl.LightningDataModule):
         self.max_source_length, self.max_target_length = max_source_length, max_target_length
         self.max_rationale_length, self.drop_empty_labels = max_rationale_length, drop_empty_labels
         self.seed, self.group_by_length = seed, group_by_length
+        self.fim, self.teacher = (FIMTokens(**fim) if fim else None), teacher
+        self.tasks = (LABEL_TASK,) if self.fim else TASKS
+        self.tensor_columns = tuple(f"{task}_{part}" for task in self.tasks for part in ("input_ids", "labels"))
         self.pad_token_id = tokenizer.pad_token_id
         self.splits: DatasetDict | None = None
         self.train_lengths: dict[str, list[int]] = {}  # token count of each tensor column, per training example
@@ -73,6 +82,11 @@ class FIMDataModule(pl.LightningDataModule):
         if self.dataset_dir is None:  # every rank calls it: the ranks label it in shards, rank 0 saves it
             self.dataset_dir = self.source.cached(*rank_and_world())
         raw = load_distillation_dataset(self.dataset_dir)
+        if self.teacher is not None and (missing := set(self.teacher.requires) - set(raw["train"].column_names)):
+            raise ConfigError(
+                f"{self.dataset_dir} has no teacher distributions (lacks {sorted(missing)}): build the dataset with "
+                "teacher_logits=offline (codistill-generate or codistill-train), or use teacher_logits=online"
+            )
         if self.drop_empty_labels:
             train = raw["train"].filter(lambda r: r[self.label_column] != "")
             if len(train) < len(raw["train"]):
@@ -88,34 +102,53 @@ class FIMDataModule(pl.LightningDataModule):
         self.splits = DatasetDict(
             {name: split.map(self._encode, desc=f"tokenizing {name}") for name, split in raw.items()}
         )
-        train = self.splits["train"].select_columns(list(TENSOR_COLUMNS))
-        lengths = {column: [] for column in TENSOR_COLUMNS}
+        train = self.splits["train"].select_columns(list(self.tensor_columns))
+        lengths = {column: [] for column in self.tensor_columns}
         for rows in train.iter(batch_size=4096):
-            for column in TENSOR_COLUMNS:
+            for column in self.tensor_columns:
                 lengths[column] += map(len, rows[column])
         self.train_lengths = lengths
 
     def _encode(self, row: dict) -> dict:
-        tok = self.tokenizer
+        tok, label = self.tokenizer, row[self.label_column]
+        teacher = self.teacher.encode(row, self.label_column) if self.teacher is not None else {}
+        if self.fim is not None:
+            ids, labels = encode_causal_fim(
+                tok,
+                self.fim,
+                tok.eos_token_id,
+                row[schema.PREFIX],
+                row[schema.SUFFIX],
+                label,
+                self.max_source_length,
+                self.max_target_length,
+            )
+            return {"label_input_ids": ids, "label_labels": labels, **teacher}
         return {
             "label_input_ids": encode_fim_input(
                 tok, LABEL_TASK, row[schema.PREFIX], row[schema.SUFFIX], self.max_source_length
             ),
-            "label_labels": tok(row[self.label_column], max_length=self.max_target_length, truncation=True)[
-                "input_ids"
-            ],
+            "label_labels": tok(label, max_length=self.max_target_length, truncation=True)["input_ids"],
             "rationale_input_ids": encode_fim_input(
                 tok, RATIONALE_TASK, row[schema.PREFIX], row[schema.SUFFIX], self.max_source_length
             ),
             "rationale_labels": tok(row[schema.RATIONALE], max_length=self.max_rationale_length, truncation=True)[
                 "input_ids"
             ],
+            **teacher,
         }
 
     def collate(self, rows: list[dict]) -> dict:
-        batch = {task: self._pad(rows, task) for task in TASKS}
+        batch = {task: self._pad(rows, task) for task in self.tasks}
         batch.update({column: [r[column] for r in rows] for column in TEXT_COLUMNS})
+        if self.teacher is not None:
+            batch.update(self.teacher.collate(rows))
         return batch
+
+    @property
+    def _loaded_columns(self) -> list[str]:
+        teacher = list(self.teacher.columns) if self.teacher is not None else []
+        return [*self.tensor_columns, *TEXT_COLUMNS, *teacher]
 
     def _pad(self, rows: list[dict], task: str) -> dict[str, torch.Tensor]:
         """`input_ids` right-padded with the pad id, `attention_mask`, and `labels` right-padded with -100
@@ -140,7 +173,8 @@ class FIMDataModule(pl.LightningDataModule):
         """What batches are grouped by: the longer of the two tasks' inputs. The inputs dominate a batch (both
         tasks encode one; they are several times longer than the targets), and on fixed-length segments a longer
         middle leaves a shorter prefix + suffix, so input + target length is nearly constant and groups nothing."""
-        return [max(pair) for pair in zip(*(self.train_lengths[f"{task}_input_ids"] for task in TASKS), strict=True)]
+        inputs = [self.train_lengths[f"{task}_input_ids"] for task in self.tasks]
+        return [max(pair) for pair in zip(*inputs, strict=True)]
 
     def _batch_sampler(self) -> BatchSampler:
         shuffled = EpochShuffle(len(self.splits["train"]), self.seed)
@@ -160,7 +194,7 @@ class FIMDataModule(pl.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         return DataLoader(
-            self.splits["train"].select_columns([*TENSOR_COLUMNS, *TEXT_COLUMNS]),
+            self.splits["train"].select_columns(self._loaded_columns),
             batch_sampler=self._batch_sampler(),
             num_workers=self.num_workers,
             collate_fn=self.collate,
@@ -168,7 +202,7 @@ class FIMDataModule(pl.LightningDataModule):
 
     def val_dataloader(self) -> DataLoader:
         return DataLoader(
-            self.splits["validation"].select_columns([*TENSOR_COLUMNS, *TEXT_COLUMNS]),
+            self.splits["validation"].select_columns(self._loaded_columns),
             batch_size=self.eval_batch_size,
             shuffle=False,
             num_workers=self.num_workers,

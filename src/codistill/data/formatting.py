@@ -15,6 +15,30 @@ TASK_PREFIXES = {LABEL_TASK: "predict: ", RATIONALE_TASK: "explain: "}
 LEGACY_TASK_PREFIXES = {LABEL_TASK: "[label]", RATIONALE_TASK: "[rationale]"}
 
 
+def _keep_near_gap(p_ids: list[int], s_ids: list[int], budget: int) -> tuple[list[int], list[int]]:
+    """The prefix's end and the suffix's start, `budget` tokens in all, shared evenly (the code nearest the
+    gap is kept)."""
+    keep_s = min(len(s_ids), max(budget // 2, budget - len(p_ids)))
+    keep_p = min(len(p_ids), budget - keep_s)
+    return p_ids[len(p_ids) - keep_p :], s_ids[:keep_s]
+
+
+def encode_causal_fim(
+    tokenizer, fim, eos_id: int, prefix: str, suffix: str, label: str, max_source: int, max_target: int
+) -> tuple[list[int], list[int]]:
+    """(input ids, labels) of a causal student's FIM example: the PSM prompt in its own sentinels `fim`
+    (a `FIMTokens`), then the label and end-of-text, with labels -100 on the prompt, so the loss falls on
+    the middle and its end only. A label cut at `max_target` tokens gets no end-of-text (it did not end)."""
+    sentinel = tokenizer.convert_tokens_to_ids
+    p_ids = tokenizer(prefix, add_special_tokens=False)["input_ids"]
+    s_ids = tokenizer(suffix, add_special_tokens=False)["input_ids"]
+    p_ids, s_ids = _keep_near_gap(p_ids, s_ids, max_source - 3)
+    prompt = [sentinel(fim.prefix), *p_ids, sentinel(fim.suffix), *s_ids, sentinel(fim.middle)]
+    target = tokenizer(label, add_special_tokens=False)["input_ids"]
+    target = target[:max_target] if len(target) >= max_target else [*target, eos_id]
+    return prompt + target, [-100] * len(prompt) + target
+
+
 def encode_fim_input(tokenizer, task: str, prefix: str, suffix: str, max_length: int) -> list[int]:
     """Token ids of the input for `task` (label or rationale), ending in eos. When too long, the prefix loses
     its start and the suffix its end (the code nearest the gap is kept), sharing the budget evenly. The budget
@@ -26,6 +50,5 @@ def encode_fim_input(tokenizer, task: str, prefix: str, suffix: str, max_length:
     budget = max_length - max(map(len, task_ids.values())) - len(fim_prefix) - len(fim_suffix) - len(tail)
     if budget < 0:
         raise ValueError(f"max_source_length={max_length} cannot hold the task prefix and FIM markers")
-    keep_s = min(len(s_ids), max(budget // 2, budget - len(p_ids)))
-    keep_p = min(len(p_ids), budget - keep_s)
-    return task_ids[task] + fim_prefix + p_ids[len(p_ids) - keep_p :] + fim_suffix + s_ids[:keep_s] + tail
+    p_ids, s_ids = _keep_near_gap(p_ids, s_ids, budget)
+    return task_ids[task] + fim_prefix + p_ids + fim_suffix + s_ids + tail

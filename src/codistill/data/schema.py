@@ -12,6 +12,7 @@ the eval tasks cannot drift apart, and model names stay in the provenance column
 | `repo`, `path`, `hexsha`, `licenses` | the source file (`hexsha`: a hash of the content where the corpus has none) |
 | `segment_index`, `fim_mode` | which segment of the file, and how its gap was cut (`line` or `char`) |
 | `teacher`, `rationale_model`, `rationale_template` | which models, and which prompt template, wrote what |
+| `teacher_topk_*`, `teacher_tail_mass`, `teacher_distribution_of` | optional: the teacher's top-k distributions |
 
 `middle` is the ground truth's one name in the product: in datamodule batches, prediction rows and eval
 samples too. `ORIGINAL_NAMES` maps to the original recipe's column names, an export option of
@@ -53,17 +54,21 @@ FEATURES = Features({**{c: Value("string") for c in TEXT}, **PROVENANCE})
 # what training and the fim_heldout task read; provenance is optional
 REQUIRED = TEXT
 
-# Reserved for the logit-distillation issue: the teacher's distribution at each position of
-# `teacher_middle`, its top k token ids and their log-probabilities, and the probability mass outside
-# them. codistill-generate will fill them; until then no dataset has them and nothing reads them.
+# The teacher's distribution at each position of the label the student learns (its tokens in the teacher's
+# tokenizer, then end-of-text): the top k ids (int32), their log-probabilities (float16) and the mass
+# outside them; `teacher_distribution_of` names the label column they cover. codistill-generate writes them
+# with teacher_logits=offline (see codistill.teacher_logits); 6k + 4 bytes per position.
 TEACHER_TOPK_IDS = "teacher_topk_ids"
 TEACHER_TOPK_LOGPROBS = "teacher_topk_logprobs"
 TEACHER_TAIL_MASS = "teacher_tail_mass"
+TEACHER_DISTRIBUTION_OF = "teacher_distribution_of"
+TEACHER_DISTRIBUTION_COLUMNS = (TEACHER_TOPK_IDS, TEACHER_TOPK_LOGPROBS, TEACHER_TAIL_MASS, TEACHER_DISTRIBUTION_OF)
 TEACHER_DISTRIBUTION = Features(
     {
         TEACHER_TOPK_IDS: List(List(Value("int32"))),
-        TEACHER_TOPK_LOGPROBS: List(List(Value("float32"))),
+        TEACHER_TOPK_LOGPROBS: List(List(Value("float16"))),
         TEACHER_TAIL_MASS: List(Value("float32")),
+        TEACHER_DISTRIBUTION_OF: Value("string"),
     }
 )
 

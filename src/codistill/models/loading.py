@@ -5,6 +5,7 @@ from dataclasses import dataclass
 from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer, PreTrainedModel
 
 from codistill.data.formatting import STUDENT_MARKERS
+from codistill.generation import stop_ids
 from codistill.models.tokenization import CodeTokenizer
 
 
@@ -12,6 +13,7 @@ from codistill.models.tokenization import CodeTokenizer
 class Student:
     model: PreTrainedModel
     tokenizer: object  # a CodeTokenizer for seq2seq students, the model's own tokenizer for causal ones
+    fim: dict | None = None  # a causal student's FIM sentinels (recipe 1 trains it to fill in the middle)
 
 
 def keep_untied_lm_head(model: PreTrainedModel) -> None:
@@ -38,11 +40,14 @@ def load_student(name_or_path: str, markers: tuple[str, ...] = STUDENT_MARKERS, 
     return Student(model, tokenizer)
 
 
-def load_causal_student(name_or_path: str, dtype: str = "float32") -> Student:
-    """A causal student (recipe 2) and its own tokenizer; padding falls back to the eos token."""
+def load_causal_student(name_or_path: str, dtype: str = "float32", fim: dict | None = None) -> Student:
+    """A causal student and its own tokenizer; padding falls back to the eos token. `fim`: its FIM sentinels,
+    checked against its vocabulary."""
     tokenizer = AutoTokenizer.from_pretrained(name_or_path)
+    if fim:
+        stop_ids(tokenizer, list(fim.values()), f"student {name_or_path}", "set student.fim to its own FIM tokens")
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     model = AutoModelForCausalLM.from_pretrained(name_or_path, dtype=dtype)
     model.generation_config.pad_token_id = tokenizer.pad_token_id
-    return Student(model, tokenizer)
+    return Student(model, tokenizer, fim)

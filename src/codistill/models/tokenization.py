@@ -126,6 +126,9 @@ class CodeTokenizer:
     def __len__(self) -> int:
         return len(self.base)
 
+    def get_vocab(self) -> dict[str, int]:
+        return self.base.get_vocab()
+
     @property
     def pad_token_id(self) -> int:
         return self.base.pad_token_id

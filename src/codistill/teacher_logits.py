@@ -1,0 +1,154 @@
+"""Where a student's teacher distributions come from (`teacher_logits=online|offline`).
+
+Both sources describe the same positions: the teacher's tokens of the label the student learns, then the
+teacher's end-of-text token, each predicted after the teacher's own PSM prompt (`teacher_prompt`). Each
+source says what the datamodule must add to a row (`encode`) and to a batch (`collate`), and turns a
+batch into a `TeacherDistribution` with a mask over its positions (`distribution`), so the
+LightningModule pairs them with the student's targets in one place (`codistill.losses.aligned`).
+
+- `OnlineTeacher`: the teacher model beside the student (eval mode, no grad, bf16 on a GPU that has it)
+  scores every batch: dense logits, no storage, one more forward pass per step. It is a plain attribute
+  of the module, not a submodule, so it is never trained, never wrapped by DDP/DeepSpeed (each rank holds
+  its replica) and never saved in a checkpoint.
+- `OfflineTeacher`: codistill-generate stored the top-k ids, log-probabilities and tail mass per position
+  as dataset columns (see codistill.data.schema); training needs no teacher in memory.
+"""
+
+import numpy as np
+import torch
+from transformers import AutoTokenizer
+
+from codistill.data import schema
+from codistill.errors import ConfigError
+from codistill.generation import context_length, load_causal_lm, pad_id_of
+from codistill.losses import IGNORE_INDEX, TeacherDistribution, target_mask
+
+
+def target_ids(tokenizer, label: str, eos_token: str) -> list[int]:
+    """The positions a teacher distribution covers: the label's tokens, then end-of-text."""
+    return tokenizer(label + eos_token, add_special_tokens=False)["input_ids"]
+
+
+class OnlineTeacher:
+    """A local causal teacher that scores each batch (see the module docstring)."""
+
+    columns = ("teacher_input_ids", "teacher_labels")  # what `encode` adds and `collate` reads
+    requires = (schema.TEACHER_PROMPT,)  # what the dataset must hold
+
+    def __init__(self, model, tokenizer, name: str, eos_token: str):
+        self.model, self.tokenizer, self.name, self.eos_token = (
+            model.eval().requires_grad_(False),
+            tokenizer,
+            name,
+            eos_token,
+        )
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str | None, eos_token: str, dtype: str = "auto", device: str = "auto"):
+        if name_or_path is None:
+            raise ConfigError(
+                "teacher_logits=online loads the teacher beside the student, but this teacher is served (no "
+                "teacher.backend.name_or_path): use teacher_logits=offline, which stores its distributions first"
+            )
+        model, tokenizer = load_causal_lm(name_or_path, dtype, device)
+        return cls(model, tokenizer, name_or_path, eos_token)
+
+    @property
+    def vocabulary(self) -> dict[str, int]:
+        return self.tokenizer.get_vocab()
+
+    def to(self, device) -> "OnlineTeacher":
+        self.model.to(device)
+        return self
+
+    def encode(self, row: dict, label_column: str) -> dict:
+        """The teacher's tokens for a row: its PSM prompt (oldest tokens dropped past the context), then the
+        targets, with labels -100 on the prompt."""
+        targets = target_ids(self.tokenizer, row[label_column], self.eos_token)
+        prompt = self.tokenizer(row[schema.TEACHER_PROMPT], add_special_tokens=False)["input_ids"]
+        prompt = prompt[-max(1, context_length(self.model) - len(targets)) :]
+        return {"teacher_input_ids": prompt + targets, "teacher_labels": [IGNORE_INDEX] * len(prompt) + targets}
+
+    def collate(self, rows: list[dict]) -> dict:
+        inputs = _pad([r["teacher_input_ids"] for r in rows], pad_id_of(self.tokenizer))
+        labels = _pad([r["teacher_labels"] for r in rows], IGNORE_INDEX)
+        attention = np.arange(inputs.shape[1]) < _lengths(rows, "teacher_input_ids")[:, None]
+        return {
+            "teacher": {"input_ids": inputs, "attention_mask": torch.from_numpy(attention).long(), "labels": labels}
+        }
+
+    @torch.no_grad()
+    def distribution(self, batch: dict) -> tuple[TeacherDistribution, torch.Tensor]:
+        """Dense logits at the positions that predict the targets, and their mask [B, L]."""
+        teacher = batch["teacher"]
+        logits = self.model(input_ids=teacher["input_ids"], attention_mask=teacher["attention_mask"]).logits
+        mask, _ = target_mask(teacher["labels"], shift=True)
+        return TeacherDistribution(logits=logits), mask
+
+
+class OfflineTeacher:
+    """The teacher's top-k distributions stored by codistill-generate (`top_k` of them per position)."""
+
+    columns = (schema.TEACHER_TOPK_IDS, schema.TEACHER_TOPK_LOGPROBS, schema.TEACHER_TAIL_MASS)
+    requires = schema.TEACHER_DISTRIBUTION_COLUMNS
+
+    def __init__(self, top_k: int = 32, tokenizer: str | None = None):
+        if top_k < 1:
+            raise ConfigError(f"teacher_logits.top_k={top_k} must be at least 1")
+        self.top_k = top_k
+        # the teacher's vocabulary, to check the student can be compared with it token by token (None: unknown)
+        self.vocabulary = AutoTokenizer.from_pretrained(tokenizer).get_vocab() if tokenizer else None
+
+    def to(self, device) -> "OfflineTeacher":
+        return self
+
+    def encode(self, row: dict, label_column: str) -> dict:
+        stored = len(row[schema.TEACHER_TOPK_IDS][0]) if row[schema.TEACHER_TOPK_IDS] else self.top_k
+        if stored < self.top_k:
+            raise ConfigError(
+                f"the dataset stores the top {stored} teacher tokens per position, fewer than "
+                f"teacher_logits.top_k={self.top_k}: lower it, or regenerate with that top_k"
+            )
+        if row[schema.TEACHER_DISTRIBUTION_OF] != label_column:
+            raise ConfigError(
+                f"the dataset's teacher distributions cover {row[schema.TEACHER_DISTRIBUTION_OF]!r}, but the student "
+                f"learns {label_column!r}: set data.label_source to match, or regenerate the dataset"
+            )
+        return {}
+
+    def collate(self, rows: list[dict]) -> dict:
+        """[B, L, k] ids and log-probabilities, [B, L] tail and mask (padding: id 0, masked out)."""
+        lengths = _lengths(rows, schema.TEACHER_TOPK_IDS)
+        width, k = int(lengths.max()), self.top_k
+        ids, logprobs = np.zeros((len(rows), width, k), np.int64), np.zeros((len(rows), width, k), np.float32)
+        tail = np.zeros((len(rows), width), np.float32)
+        for i, row in enumerate(rows):
+            n = lengths[i]
+            if n:
+                ids[i, :n] = np.asarray(row[schema.TEACHER_TOPK_IDS])[:, :k]
+                logprobs[i, :n] = np.asarray(row[schema.TEACHER_TOPK_LOGPROBS], np.float32)[:, :k]
+                tail[i, :n] = row[schema.TEACHER_TAIL_MASS]
+        mask = np.arange(width) < lengths[:, None]
+        return {
+            "teacher_topk": {
+                "ids": torch.from_numpy(ids),
+                "logprobs": torch.from_numpy(logprobs),
+                "tail": torch.from_numpy(tail),
+                "mask": torch.from_numpy(mask),
+            }
+        }
+
+    def distribution(self, batch: dict) -> tuple[TeacherDistribution, torch.Tensor]:
+        top = batch["teacher_topk"]
+        return TeacherDistribution(ids=top["ids"], logprobs=top["logprobs"], tail=top["tail"]), top["mask"]
+
+
+def _lengths(rows: list[dict], column: str) -> np.ndarray:
+    return np.fromiter((len(r[column]) for r in rows), dtype=np.int64, count=len(rows))
+
+
+def _pad(sequences: list[list[int]], value: int) -> torch.Tensor:
+    out = np.full((len(sequences), max(map(len, sequences))), value, dtype=np.int64)
+    for i, seq in enumerate(sequences):
+        out[i, : len(seq)] = seq
+    return torch.from_numpy(out)
