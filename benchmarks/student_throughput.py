@@ -53,8 +53,8 @@ from transformers.utils import logging as hf_logging  # noqa: E402
 from codistill.config import CONFIG_DIR  # noqa: E402
 from codistill.errors import build  # noqa: E402
 from codistill.losses import DistillationLoss  # noqa: E402
-from codistill.models.loading import load_student  # noqa: E402
 from codistill.models.fim import FIMDistiller  # noqa: E402
+from codistill.models.loading import load_student  # noqa: E402
 from codistill.models.tiny import tiny_t5  # noqa: E402
 
 IGNORE_INDEX = -100

@@ -23,9 +23,9 @@ from codistill.generation import resolve_device
 from codistill.losses import DistillationLoss
 from codistill.models.accumulation import accumulation_steps
 from codistill.models.export import on_evaluation_device
+from codistill.models.fim import FIMDistiller
 from codistill.models.loading import load_student
 from codistill.models.optim import build_optimizer, offloads_optimizer
-from codistill.models.fim import FIMDistiller
 from conftest import compose_config, free_port
 
 

@@ -1,7 +1,5 @@
 import pytest
-import torch
 
-from codistill.errors import ConfigError
 from codistill.eval.metrics import bleu, edit_similarity, empty_rate, exact_match, fim_metrics, length_ratio
 
 

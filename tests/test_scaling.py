@@ -20,8 +20,8 @@ from codistill.apps.train import train
 from codistill.losses import DistillationLoss
 from codistill.models.causal import CausalDistiller
 from codistill.models.export import trained_model
-from codistill.models.loading import load_causal_student, load_student
 from codistill.models.fim import FIMDistiller
+from codistill.models.loading import load_causal_student, load_student
 from conftest import compose_config, free_port
 
 TRAINERS = sorted(p.stem for p in (Path(__file__).parents[1] / "conf" / "trainer").glob("*.yaml"))

@@ -6,8 +6,8 @@ from datasets import Dataset, DatasetDict
 from codistill.data.fim_datamodule import FIMDataModule
 from codistill.eval.metrics import empty_rate, exact_match
 from codistill.losses import DistillationLoss
-from codistill.models.loading import load_student
 from codistill.models.fim import FIMDistiller
+from codistill.models.loading import load_student
 
 ROWS = [
     ("class Stack\n  new: =>\n", "    @items = {}\n", "  push: (x) =>"),
@@ -44,7 +44,9 @@ def test_an_overfit_student_reproduces_its_middles_exactly(tmp_path, tiny_studen
     )
     dm.setup("fit")
     batch = next(iter(dm.train_dataloader()))
-    module = FIMDistiller(student.model, student.tokenizer, DistillationLoss(alpha=0.5), optimizer=None, max_new_tokens=32)
+    module = FIMDistiller(
+        student.model, student.tokenizer, DistillationLoss(alpha=0.5), optimizer=None, max_new_tokens=32
+    )
     optimizer = torch.optim.AdamW(module.parameters(), lr=5e-3)  # at 1e-2 the loss oscillates
     for _ in range(200):
         loss = module._losses(batch)["loss"]
