@@ -275,6 +275,26 @@ class DistillationLoss:
         return out
 
 
+def batch_losses(
+    loss: "DistillationLoss",
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    shift: bool,
+    teacher: tuple[TeacherDistribution, torch.Tensor] | None = None,
+    rationale_loss: torch.Tensor | None = None,
+) -> dict[str, torch.Tensor]:
+    """`loss` on a batch as the LightningModules hold it: the student's `logits` [B, L, V] and `labels`
+    [B, L] (-100: no target), and the teacher's (distribution, mask) over its own positions, paired with the
+    student's targets in order (`aligned`)."""
+    mask, shifted = target_mask(labels, shift)
+    rows, targets = mask.reshape(-1).nonzero().squeeze(-1), shifted[mask]
+    distribution = paired = None
+    if teacher is not None and loss.needs_teacher:
+        paired, teacher_rows = aligned(mask, teacher[1].to(mask.device))
+        distribution = teacher[0].rows(teacher_rows)
+    return loss(logits, rows, targets, distribution, paired, rationale_loss)
+
+
 def target_mask(labels: torch.Tensor, shift: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """(which logits [B, L] predict a label, the labels [B, L] they predict). `shift`: causal models predict
     token j + 1 at position j; encoder-decoders predict label j at j."""

@@ -32,6 +32,7 @@ def target_ids(tokenizer, label: str, eos_token: str) -> list[int]:
 class OnlineTeacher:
     """A local causal teacher that scores each batch (see the module docstring)."""
 
+    online = True
     columns = ("teacher_input_ids", "teacher_labels")  # what `encode` adds and `collate` reads
     requires = (schema.TEACHER_PROMPT,)  # what the dataset must hold
 
@@ -79,8 +80,9 @@ class OnlineTeacher:
 
     @torch.no_grad()
     def distribution(self, batch: dict) -> tuple[TeacherDistribution, torch.Tensor]:
-        """Dense logits at the positions that predict the targets, and their mask [B, L]."""
-        teacher = batch["teacher"]
+        """Dense logits at the positions that predict the targets, and their mask [B, L]. A batch without a
+        `"teacher"` part is in the teacher's tokens already (a causal student with its tokenizer, recipe 2)."""
+        teacher = batch.get("teacher", batch)
         logits = self.model(input_ids=teacher["input_ids"], attention_mask=teacher["attention_mask"]).logits
         mask, _ = target_mask(teacher["labels"], shift=True)
         return TeacherDistribution(logits=logits), mask
@@ -89,6 +91,7 @@ class OnlineTeacher:
 class OfflineTeacher:
     """The teacher's top-k distributions stored by codistill-generate (`top_k` of them per position)."""
 
+    online = False
     columns = (schema.TEACHER_TOPK_IDS, schema.TEACHER_TOPK_LOGPROBS, schema.TEACHER_TAIL_MASS)
     requires = schema.TEACHER_DISTRIBUTION_COLUMNS
 

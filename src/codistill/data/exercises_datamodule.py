@@ -113,6 +113,8 @@ class ExercisesDataModule(pl.LightningDataModule):
     `{"input_ids", "attention_mask", "labels"}` (long tensors, right-padded with the pad id, or eos if the
     tokenizer has no pad token; labels -100 on the problem and the padding), ready for `model(**batch)`.
 
+    An online `teacher` (KD losses) scores these same batches, so it needs nothing from here.
+
     Training batches are length-grouped (`train_batches`), or with `packing=True` blocks of exactly
     `max_length` tokens (`packed`, see `pack_examples`). Validation is never packed: padded batches of
     `eval_batch_size` rows sorted by length."""
@@ -128,8 +130,14 @@ class ExercisesDataModule(pl.LightningDataModule):
         seed: int = 1234,
         packing: bool = False,
         num_workers: int = 0,
+        teacher=None,
     ):
         super().__init__()
+        if teacher is not None and not teacher.online:
+            raise ConfigError(
+                "offline teacher distributions are stored in recipe 1's dataset only: use teacher_logits=online "
+                "for exercises"
+            )
         if tokenizer.eos_token_id is None:
             raise ConfigError("the student's tokenizer has no eos token: use a tokenizer with an end-of-text token")
         if not 0 < validation_size < 1:

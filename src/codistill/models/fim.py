@@ -17,7 +17,7 @@ from codistill.errors import ConfigError
 from codistill.eval.metrics import edit_similarity, exact_match, fim_metrics
 from codistill.eval.models import CausalModel, Seq2SeqModel
 from codistill.generation import Sampling, generate_ids
-from codistill.losses import IGNORE_INDEX, DistillationLoss, aligned, target_mask
+from codistill.losses import IGNORE_INDEX, DistillationLoss, batch_losses
 from codistill.models.optim import build_optimizer
 
 
@@ -40,7 +40,7 @@ class FIMDistiller(pl.LightningModule):
         teacher=None,
     ):
         super().__init__()
-        self.save_hyperparameters(ignore=["model", "tokenizer", "loss", "optimizer", "teacher"])
+        self.save_hyperparameters(ignore=["model", "tokenizer", "loss", "optimizer", "teacher", "fim"])
         self.model, self.tokenizer, self.loss, self.optimizer_factory = model, tokenizer, loss, optimizer
         self.causal = not model.config.is_encoder_decoder
         self.fim = FIMTokens(**fim) if fim else None
@@ -62,7 +62,7 @@ class FIMDistiller(pl.LightningModule):
             )
         if teacher is not None and teacher.vocabulary is not None:
             loss.check_vocabularies(tokenizer.get_vocab(), teacher.vocabulary)
-        if loss.lmbda and not hasattr(teacher, "model"):
+        if loss.lmbda and not getattr(teacher, "online", False):
             raise ConfigError("loss.lmbda > 0 scores the student's own samples: it needs teacher_logits=online")
         self.teacher = teacher  # a plain attribute: never trained, wrapped or checkpointed
         self.model.train()  # from_pretrained returns eval mode; Lightning keeps submodule modes as found
@@ -86,16 +86,9 @@ class FIMDistiller(pl.LightningModule):
 
     def _losses(self, batch: dict) -> dict[str, torch.Tensor]:
         label = batch["label"]
-        logits = self._logits(label)
-        mask, shifted = target_mask(label["labels"], shift=self.causal)
-        rows, targets = mask.reshape(-1).nonzero().squeeze(-1), shifted[mask]
-        teacher = paired = None
-        if self.loss.needs_teacher:
-            distribution, teacher_mask = self.teacher.distribution(batch)
-            paired, teacher_rows = aligned(mask, teacher_mask.to(mask.device))
-            teacher = distribution.rows(teacher_rows)
+        teacher = self.teacher.distribution(batch) if self.loss.needs_teacher else None
         rationale = self.model(**batch["rationale"]).loss if self.loss.uses_rationale else None
-        return self.loss(logits, rows, targets, teacher, paired, rationale)
+        return batch_losses(self.loss, self._logits(label), label["labels"], self.causal, teacher, rationale)
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         if self.loss.lmbda and random.random() < self.loss.lmbda:

@@ -1,0 +1,194 @@
+"""Logit distillation end to end: every loss trains in both recipes from both teacher sources, offline
+distributions round-trip through the dataset and resume, and KD does what it is for."""
+
+import csv
+import glob
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from omegaconf import open_dict
+
+from codistill.apps.train import train
+from codistill.backends.hf import HFBackend
+from codistill.data import schema
+from codistill.data.fim import FIMTokens
+from codistill.data.fim_datamodule import load_distillation_dataset
+from codistill.data.formatting import encode_causal_fim
+from codistill.errors import ConfigError, build
+from codistill.llm.store import ResultStore
+from codistill.losses import IGNORE_INDEX, target_mask
+from conftest import compose_config
+
+CAUSAL = ["student=tiny_gpt_bigcode"]
+RECIPE_1 = {
+    "seq2seq label_only": ["loss=label_only"],
+    "seq2seq step_by_step": ["loss=step_by_step"],
+    "seq2seq uld online": ["loss=uld"],
+    "seq2seq step_by_step + uld offline": ["loss=uld", "loss.alpha=0.5", "teacher_logits=offline"],
+    "causal label_only": [*CAUSAL, "loss=label_only"],
+    "causal forward_kl online": [*CAUSAL, "loss=forward_kl"],
+    "causal forward_kl offline": [*CAUSAL, "loss=forward_kl", "teacher_logits=offline"],
+    "causal reverse_kl offline": [*CAUSAL, "loss=reverse_kl", "teacher_logits=offline", "teacher_logits.top_k=8"],
+    "causal gkd on-policy": [*CAUSAL, "loss=gkd", "loss.lmbda=1.0"],
+    "causal uld online": [*CAUSAL, "loss=uld"],
+}
+
+
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory):
+    """One data folder for the module: each dataset is built once and reused by the runs that need it."""
+    return tmp_path_factory.mktemp("kd")
+
+
+def run(shared: Path, cache_dir, name: str, overrides: list[str]):
+    cfg = compose_config("train", shared, cache_dir, ["debug=fdr", *overrides])
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(shared / "runs" / name.replace(" ", "_"))
+    train(cfg)
+    return cfg, json.loads(Path(cfg.paths.output_dir, "metrics.json").read_text())["metrics"]
+
+
+@pytest.mark.parametrize("name", list(RECIPE_1))
+def test_every_loss_trains_recipe_1(shared, cache_dir, name):
+    cfg, metrics = run(shared, cache_dir, name, RECIPE_1[name])
+    assert ("val/kd_loss" in metrics) == bool(cfg.loss.divergence)
+    assert ("val/rationale_loss" in metrics) == (cfg.loss.alpha < 1)
+    assert all(torch.isfinite(torch.tensor(v)) for v in metrics.values())
+    (checkpoint,) = glob.glob(f"{cfg.paths.output_dir}/checkpoints/*.ckpt")
+    state = torch.load(checkpoint, map_location="cpu", weights_only=False)["state_dict"]
+    assert state and all(k.startswith("model.") for k in state)  # the teacher is never saved with the student
+
+
+@pytest.mark.parametrize("loss", ["forward_kl", "reverse_kl", "gkd"])
+def test_every_loss_trains_recipe_2(shared, cache_dir, loss):
+    overrides = ["experiment=textbook_tiny", f"loss={loss}", "++loss.lmbda=0", "after_training={}"]
+    cfg, metrics = run(shared, cache_dir, f"exercises {loss}", overrides)
+    assert metrics["val/kd_loss"] > 0 and metrics["val/loss"] != metrics["val/label_loss"]
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["loss=forward_kl"], "loss=uld"),  # the tiny T5 has its own tokenizer
+        (["loss=gkd"], "on-policy GKD"),
+        ([*CAUSAL, "loss=gkd", "teacher_logits=offline"], "needs teacher_logits=online"),
+        ([*CAUSAL, "loss=step_by_step"], "learns no rationale task"),
+        (["experiment=textbook_tiny", "loss=uld", "teacher_logits=offline"], "recipe 1's dataset only"),
+        (["loss=uld", "~teacher_logits"], "add teacher_logits=online or teacher_logits=offline"),
+        (["loss=uld", "teacher=openai_compatible"], "use teacher_logits=offline"),
+    ],
+)
+def test_impossible_pairings_fail_before_training_naming_the_fix(tmp_path, cache_dir, overrides, message):
+    cfg = compose_config("train", tmp_path, cache_dir, ["debug=fdr", *overrides])
+    with pytest.raises(ConfigError, match=message):
+        train(cfg)
+
+
+def test_a_dataset_without_distributions_is_refused_for_offline_kd(shared, cache_dir):
+    plain = build(compose_config("train", shared, cache_dir, ["debug=fdr", *CAUSAL]).data.source).cached()
+    cfg = compose_config(
+        "train", shared, cache_dir, ["debug=fdr", *CAUSAL, "loss=forward_kl", "teacher_logits=offline"]
+    )
+    with open_dict(cfg):
+        cfg.data.dataset_dir = plain
+    with pytest.raises(ConfigError, match="has no teacher distributions"):
+        train(cfg)
+
+
+def offline_source(shared, cache_dir, top_k: int):
+    cfg = compose_config(
+        "train", shared, cache_dir, ["debug=fdr", *CAUSAL, "teacher_logits=offline", f"teacher_logits.top_k={top_k}"]
+    )
+    return cfg, build(cfg.data.source)
+
+
+def test_offline_distributions_round_trip_to_float16_precision(shared, cache_dir, tiny_teacher_dir):
+    cfg, source = offline_source(shared, cache_dir, 8)
+    data = load_distillation_dataset(source.cached())["validation"]
+    assert set(data[schema.TEACHER_DISTRIBUTION_OF]) == {schema.MIDDLE}  # the default label_source: ground_truth
+    teacher = HFBackend.from_pretrained(tiny_teacher_dir, dtype="float32", device="cpu")
+    fim = FIMTokens(**cfg.teacher.fim)
+    rows = data.select(range(4))
+    fresh = teacher.score(
+        [fim.psm(r[schema.PREFIX], r[schema.SUFFIX]) for r in rows],
+        [r[schema.MIDDLE] + cfg.teacher.eos_token for r in rows],
+        top_k=8,
+    )
+    for row, scores in zip(rows, fresh, strict=True):
+        stored = torch.tensor(row[schema.TEACHER_TOPK_LOGPROBS])
+        assert stored.shape == (len(scores.ids), 8)
+        assert row[schema.TEACHER_TOPK_IDS] == scores.topk_ids
+        torch.testing.assert_close(stored, torch.tensor(scores.topk_logprobs), rtol=1e-3, atol=1e-3)
+        torch.testing.assert_close(torch.tensor(row[schema.TEACHER_TAIL_MASS]), torch.tensor(scores.tail))
+    # what the storage costs: int32 ids, float16 log-probabilities, float32 tail per label token
+    features = data.features
+    assert features[schema.TEACHER_TOPK_LOGPROBS].feature.feature.dtype == "float16"
+    assert features[schema.TEACHER_TOPK_IDS].feature.feature.dtype == "int32"
+
+
+def test_a_killed_offline_generation_resumes_without_recomputing(tmp_path, cache_dir, monkeypatch):
+    cfg = compose_config("train", tmp_path, cache_dir, [*CAUSAL, "teacher_logits=offline", "teacher_logits.top_k=4"])
+    source, real, scored = build(cfg.data.source), HFBackend._score, []
+
+    def dies_on_its_second_chunk(self, pairs, top_k):
+        if scored:
+            raise KeyboardInterrupt
+        scored.append(len(pairs))
+        return real(self, pairs, top_k)
+
+    monkeypatch.setattr(HFBackend, "_score", dies_on_its_second_chunk)
+    with pytest.raises(KeyboardInterrupt):
+        source.build()
+    (first,) = scored
+    monkeypatch.setattr(
+        HFBackend, "_score", lambda self, pairs, top_k: scored.append(len(pairs)) or real(self, pairs, top_k)
+    )
+    data = source.build()
+    total = sum(len(split) for split in data.values())
+    assert first < total and sum(scored) == total  # the first chunk is never scored again
+    with ResultStore(source.store_dir) as store:
+        assert sum(isinstance(r["result"], dict) for r in store.ok.values()) == total
+
+
+def test_causal_fim_examples_put_the_loss_on_the_middle_and_its_end(tiny_teacher_tokenizer):
+    tok = tiny_teacher_tokenizer
+    fim = FIMTokens("<fim-prefix>", "<fim-suffix>", "<fim-middle>")
+    ids, labels = encode_causal_fim(tok, fim, tok.eos_token_id, "x = 1\n", "\nz = 3", "y = 2", 64, 32)
+    prompt = [i for i, label in zip(ids, labels, strict=True) if label == IGNORE_INDEX]
+    assert tok.decode(prompt) == fim.psm("x = 1\n", "\nz = 3")  # the teacher's own prompt, token for token
+    targets = [label for label in labels if label != IGNORE_INDEX]
+    assert targets == tok("y = 2", add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+    _, cut = encode_causal_fim(tok, fim, tok.eos_token_id, "a", "b", "y = 2 + 3 + 4 + 5", 64, 3)
+    assert [label for label in cut if label != IGNORE_INDEX] == tok("y = 2 + 3 + 4 + 5")["input_ids"][:3]  # no eos
+
+
+def test_the_online_teacher_scores_exactly_the_students_targets(shared, cache_dir):
+    cfg = compose_config("train", shared, cache_dir, ["debug=fdr", *CAUSAL, "loss=forward_kl"])
+    teacher, student = build(cfg.teacher_logits), build(cfg.student)
+    datamodule = build(cfg.data, tokenizer=student.tokenizer, teacher=teacher)
+    datamodule.setup()
+    batch = next(iter(datamodule.train_dataloader()))
+    s_mask, s_labels = target_mask(batch["label"]["labels"], shift=True)
+    _, t_mask = teacher.distribution(batch)
+    _, t_labels = target_mask(batch["teacher"]["labels"], shift=True)
+    assert torch.equal(s_labels[s_mask], t_labels[t_mask])
+
+
+def kd_curve(path: str) -> list[float]:
+    """val/kd_loss at each validation during training (the last row, the best checkpoint's, left out)."""
+    (metrics,) = glob.glob(f"{path}/csv/*/metrics.csv")
+    return [float(r["val/kd_loss"]) for r in csv.DictReader(open(metrics)) if r.get("val/kd_loss")][:-1]
+
+
+def test_forward_kl_brings_the_student_closer_to_the_teacher_than_labels_alone(shared, cache_dir):
+    """Same student, data and steps; label-only training logs its KL to the teacher (ce_weight 1) without
+    learning from it. Forward-KL training must end nearer the teacher."""
+    common = [*CAUSAL, "loss=forward_kl", "trainer.fast_dev_run=false", "+trainer.max_steps=40"]
+    common += ["+trainer.val_check_interval=20", "trainer.check_val_every_n_epoch=null", "model.optimizer.lr=3e-3"]
+    label, _ = run(shared, cache_dir, "monitor label only", [*common, "loss.ce_weight=1.0"])
+    kd, _ = run(shared, cache_dir, "monitor forward kl", [*common, "loss.ce_weight=0.0"])
+    label_kl, kd_kl = kd_curve(label.paths.output_dir), kd_curve(kd.paths.output_dir)
+    assert kd_kl[-1] < 0.5 * label_kl[-1], (kd_kl, label_kl)
+    assert kd_kl[-1] < kd_kl[0]
