@@ -9,10 +9,13 @@ from pathlib import Path
 import pytest
 import torch
 from omegaconf import open_dict
+from transformers import AutoTokenizer
 
+from codistill.apps.generate import generate
 from codistill.apps.train import train
 from codistill.backends.hf import HFBackend
 from codistill.data import schema
+from codistill.data.corpus import load_sample_corpus
 from codistill.data.fim import FIMTokens
 from codistill.data.fim_datamodule import load_distillation_dataset
 from codistill.data.formatting import encode_causal_fim
@@ -20,6 +23,7 @@ from codistill.errors import ConfigError, build
 from codistill.llm.store import ResultStore
 from codistill.losses import IGNORE_INDEX, target_mask
 from conftest import compose_config
+from openai_server import FakeOpenAI
 
 CAUSAL = ["student=tiny_gpt_bigcode"]
 RECIPE_1 = {
@@ -192,3 +196,56 @@ def test_forward_kl_brings_the_student_closer_to_the_teacher_than_labels_alone(s
     label_kl, kd_kl = kd_curve(label.paths.output_dir), kd_curve(kd.paths.output_dir)
     assert kd_kl[-1] < 0.5 * label_kl[-1], (kd_kl, label_kl)
     assert kd_kl[-1] < kd_kl[0]
+
+
+def test_fast_dev_run_of_the_santacoder_kd_experiment(tmp_path, cache_dir, tiny_teacher_dir):
+    """The real pairing with santacoder swapped for its architecture at toy size: the student is built
+    from config around the teacher's own tokenizer, and learns its distribution token by token."""
+    corpus = tmp_path / "moon.jsonl"
+    load_sample_corpus().to_json(str(corpus))
+    overrides = [
+        "debug=fdr",
+        "experiment=moonscript_santacoder_tiny_kd",
+        f"teacher.backend.name_or_path={tiny_teacher_dir}",
+        "student.name_or_path.n_positions=1024",
+        "student.name_or_path.n_embd=32",
+        "student.name_or_path.n_layer=1",
+        "student.name_or_path.n_head=2",
+        "trainer.accelerator=cpu",
+        "trainer.precision=32-true",
+        f"dataset.corpus.source={corpus}",
+        "data.num_workers=0",
+        "data.max_source_length=512",
+    ]
+    cfg = compose_config("train", tmp_path, cache_dir, overrides)
+    train(cfg)
+    metrics = json.loads(Path(cfg.paths.output_dir, "metrics.json").read_text())["metrics"]
+    assert metrics["val/kd_loss"] > 0
+    student = AutoTokenizer.from_pretrained(Path(cfg.paths.output_dir, "student"))
+    assert student.get_vocab() == AutoTokenizer.from_pretrained(tiny_teacher_dir).get_vocab()
+
+
+def test_a_served_teacher_fills_the_offline_columns_through_prompt_logprobs(tmp_path, cache_dir, tiny_teacher_dir):
+    """codistill-generate with teacher_logits=offline against a vLLM-like server (the loopback fake): one
+    distribution per token of each label and its end-of-text, in the served model's tokenizer."""
+    with FakeOpenAI() as server:
+        overrides = [
+            "debug=fdr",
+            "teacher=openai_compatible",
+            f"teacher.backend.tokenizer={tiny_teacher_dir}",
+            f"teacher.backend.client.base_url={server.base_url}",
+            "teacher_logits=offline",
+            "teacher_logits.top_k=4",
+            f"save_local={tmp_path / 'served'}",
+        ]
+        data = generate(compose_config("generate", tmp_path, cache_dir, overrides))
+        scoring = [body for body in server.requests if "prompt_logprobs" in body]
+    tokenizer = AutoTokenizer.from_pretrained(tiny_teacher_dir)
+    for row in data["train"].select(range(5)):
+        tokens = tokenizer(row[schema.MIDDLE] + "<|endoftext|>", add_special_tokens=False)["input_ids"]
+        assert len(row[schema.TEACHER_TOPK_IDS]) == len(row[schema.TEACHER_TAIL_MASS]) == len(tokens)
+        assert all(len(ids) == 4 for ids in row[schema.TEACHER_TOPK_IDS])
+        logprobs = torch.tensor(row[schema.TEACHER_TOPK_LOGPROBS])
+        assert (logprobs[:, :-1] >= logprobs[:, 1:]).all()  # most likely first
+    assert len(scoring) == sum(len(split) for split in data.values())  # one request per row, token ids sent
+    assert all(isinstance(body["prompt"], list) and body["prompt_logprobs"] == 4 for body in scoring)

@@ -16,11 +16,14 @@ log = logging.getLogger(__name__)
 
 
 def summarize(data: DatasetDict) -> dict[str, dict[str, float]]:
-    """Per split: size, and how the teacher's middles compare with the ground truth."""
+    """Per split: size, how the teacher's middles compare with the ground truth, and what its stored
+    distributions cost per token."""
     rows = {}
     for name, split in data.items():
         teacher = fim_metrics(split[schema.TEACHER_MIDDLE], split[schema.MIDDLE])
         rows[name] = {"rows": len(split), **{f"teacher_{k}": v for k, v in teacher.items()}}
+        if schema.TEACHER_TAIL_MASS in split.column_names:
+            rows[name]["distribution bytes/token"] = round(schema.distribution_bytes_per_token(split), 1)
     print_table("distillation dataset", rows)
     return rows
 

@@ -72,6 +72,13 @@ TEACHER_DISTRIBUTION = Features(
     }
 )
 
+
+def distribution_bytes_per_token(split: Dataset) -> float:
+    """What the stored teacher distributions cost: Arrow bytes of their columns per label token."""
+    table = split.data.table.select([TEACHER_TOPK_IDS, TEACHER_TOPK_LOGPROBS, TEACHER_TAIL_MASS])
+    return table.nbytes / max(1, sum(map(len, split[TEACHER_TAIL_MASS])))
+
+
 # data.label_source -> the column the student learns
 LABEL_COLUMNS = {"teacher": TEACHER_MIDDLE, "ground_truth": MIDDLE}
 

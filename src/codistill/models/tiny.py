@@ -6,6 +6,7 @@ downstream loads them with `from_pretrained` exactly as it loads `bigcode/gpt_bi
 `google/flan-t5-small`. A finished folder is reused; a half-written one never is (atomic rename).
 """
 
+import hashlib
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -15,6 +16,7 @@ import sentencepiece as spm
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import (
+    AutoTokenizer,
     GPTBigCodeConfig,
     GPTBigCodeForCausalLM,
     PreTrainedTokenizerFast,
@@ -83,21 +85,45 @@ def tiny_gpt_bigcode(
             additional_special_tokens=SANTACODER_SPECIAL[1:],
             model_max_length=n_positions,
         )
-        config = GPTBigCodeConfig(
-            vocab_size=len(fast),
-            n_positions=n_positions,
-            n_embd=n_embd,
-            n_layer=n_layer,
-            n_head=n_head,
-            multi_query=True,
-            bos_token_id=fast.eos_token_id,
-            eos_token_id=fast.eos_token_id,
-        )
-        torch.manual_seed(seed)
-        GPTBigCodeForCausalLM(config).save_pretrained(out)
-        fast.save_pretrained(out)
+        _save_gpt_bigcode(out, fast, n_positions, n_embd, n_layer, n_head, seed)
 
     return _cached(cache_dir, f"tiny_gpt_bigcode-v{vocab_size}-p{n_positions}-d{n_embd}-l{n_layer}-s{seed}", build)
+
+
+def gpt_bigcode_with_tokenizer(
+    cache_dir: str,
+    tokenizer: str,
+    n_positions: int = 2048,
+    n_embd: int = 512,
+    n_layer: int = 8,
+    n_head: int = 8,
+    seed: int = 0,
+) -> str:
+    """A GPTBigCode student initialised from config (multi-query attention, random weights) around an
+    existing tokenizer (a Hub id or folder: santacoder's, so token-wise KD from santacoder applies)."""
+
+    def build(out: Path) -> None:
+        _save_gpt_bigcode(out, AutoTokenizer.from_pretrained(tokenizer), n_positions, n_embd, n_layer, n_head, seed)
+
+    name = f"{Path(tokenizer).name}-{hashlib.sha1(tokenizer.encode('utf-8')).hexdigest()[:8]}"
+    return _cached(cache_dir, f"gpt_bigcode-{name}-p{n_positions}-d{n_embd}-l{n_layer}-s{seed}", build)
+
+
+def _save_gpt_bigcode(out: Path, tokenizer, n_positions: int, n_embd: int, n_layer: int, n_head: int, seed: int):
+    """A randomly initialised GPTBigCode with multi-query attention around `tokenizer`, saved with it."""
+    config = GPTBigCodeConfig(
+        vocab_size=len(tokenizer),
+        n_positions=n_positions,
+        n_embd=n_embd,
+        n_layer=n_layer,
+        n_head=n_head,
+        multi_query=True,
+        bos_token_id=tokenizer.eos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+    torch.manual_seed(seed)
+    GPTBigCodeForCausalLM(config).save_pretrained(out)
+    tokenizer.save_pretrained(out)
 
 
 def tiny_t5(

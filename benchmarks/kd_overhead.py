@@ -1,0 +1,133 @@
+"""What logit distillation costs per training step: label-only vs offline top-k KD vs online KD.
+
+One causal student (a GPTBigCode built from config with the tiny teacher's byte-level BPE, `--student-dim`
+wide, `--student-layers` deep) learns recipe 1's FIM task on the embedded default's dataset (the bundled
+MoonScript sample, `codistill-train`'s config composed with Hydra's compose API), through
+`codistill.models.fim.FIMDistiller` and `codistill.data.fim_datamodule.FIMDataModule`, in a plain loop
+(forward, loss, backward, AdamW step; data loading included), on CPU in fp32:
+
+- label_only: cross-entropy on the middle (`loss=label_only`);
+- offline top-k: `loss=forward_kl` (ce_weight 0.5) from the teacher's top-k distributions stored in the
+  dataset (`teacher_logits=offline`, one run per `--top-k`);
+- online: `loss=forward_kl` with the teacher (`--teacher-dim` wide, `--teacher-layers` deep) scoring
+  every batch beside the student (`teacher_logits=online`, dense logits).
+
+Throughput is target tokens (the middles and their end-of-text) per second over `--steps` steps after
+`--warmup-steps`, the median of `--repeats` runs per method, methods interleaved. Ratios are against
+label_only in the same run. Storage is the Arrow bytes of the three distribution columns per stored token.
+
+    python benchmarks/kd_overhead.py [--steps 40] [--repeats 3] [--top-k 8 32 128] [--threads 1]
+"""
+
+import argparse
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TQDM_DISABLE", "1")
+
+import torch  # noqa: E402
+from hydra import compose, initialize_config_dir  # noqa: E402
+from omegaconf import open_dict  # noqa: E402
+
+from codistill.config import CONFIG_DIR  # noqa: E402
+from codistill.data import schema  # noqa: E402
+from codistill.data.fim_datamodule import load_distillation_dataset  # noqa: E402
+from codistill.errors import build  # noqa: E402
+from codistill.models.tiny import tiny_gpt_bigcode  # noqa: E402
+from codistill.tables import print_table  # noqa: E402
+
+
+def config(tmp: Path, overrides: list[str]):
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose("train", overrides=["student=tiny_gpt_bigcode", "data.label_source=ground_truth", *overrides])
+    with open_dict(cfg):
+        cfg.paths.data_dir, cfg.paths.cache_dir = str(tmp / "data"), str(tmp / "cache")
+        cfg.paths.output_dir = str(tmp / "out")
+    return cfg
+
+
+def one_run(cfg, student_dir: str, args) -> float:
+    """Target tokens per second of `args.steps` steps after `args.warmup_steps`."""
+    torch.manual_seed(0)
+    with open_dict(cfg):
+        cfg.student.name_or_path = student_dir
+    loss = build(cfg.loss)
+    teacher = build(cfg.teacher_logits) if loss.needs_teacher else None
+    student = build(cfg.student)
+    extra = {"teacher": teacher} if teacher is not None else {}
+    datamodule = build(cfg.data, tokenizer=student.tokenizer, **extra)
+    datamodule.setup()
+    module = build(cfg.model, model=student.model, tokenizer=student.tokenizer, loss=loss, **extra)
+    optimizer = torch.optim.AdamW(module.parameters(), lr=1e-3)
+    tokens, step, start = 0, 0, None
+    while step < args.warmup_steps + args.steps:
+        for batch in datamodule.train_dataloader():
+            if step == args.warmup_steps:
+                start = time.perf_counter()
+            out = module._losses(batch)
+            out["loss"].backward()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            if step >= args.warmup_steps:
+                tokens += int((batch["label"]["labels"] != -100).sum())
+            step += 1
+            if step == args.warmup_steps + args.steps:
+                break
+    return tokens / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--steps", type=int, default=40)
+    parser.add_argument("--warmup-steps", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--top-k", type=int, nargs="+", default=[8, 32, 128])
+    parser.add_argument("--student-dim", type=int, default=128)
+    parser.add_argument("--student-layers", type=int, default=4)
+    parser.add_argument("--teacher-dim", type=int, default=256)
+    parser.add_argument("--teacher-layers", type=int, default=6)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    tmp = Path(tempfile.mkdtemp(prefix="kd-overhead-"))
+    cache = str(tmp / "cache")
+    student_dir = tiny_gpt_bigcode(cache, n_embd=args.student_dim, n_layer=args.student_layers, seed=1)
+    teacher = [
+        "teacher.backend.name_or_path._target_=codistill.models.tiny.tiny_gpt_bigcode",
+        f"teacher.backend.name_or_path.n_embd={args.teacher_dim}",
+        f"teacher.backend.name_or_path.n_layer={args.teacher_layers}",
+        f"data.micro_batch_size={args.batch_size}",
+    ]
+    methods = {"label_only": config(tmp, [*teacher, "loss=label_only"])}
+    storage = {}
+    for k in args.top_k:
+        cfg = config(tmp, [*teacher, "loss=forward_kl", "teacher_logits=offline", f"teacher_logits.top_k={k}"])
+        train = load_distillation_dataset(build(cfg.data.source).cached())["train"]
+        storage[f"offline top-{k}"] = schema.distribution_bytes_per_token(train)
+        methods[f"offline top-{k}"] = cfg
+    methods["online (dense)"] = config(tmp, [*teacher, "loss=forward_kl", "teacher_logits=online"])
+    build(methods["label_only"].data.source).cached()
+    runs = {name: [] for name in methods}
+    for _ in range(args.repeats):
+        for name, cfg in methods.items():
+            runs[name].append(one_run(cfg, student_dir, args))
+    base = statistics.median(runs["label_only"])
+    rows = {}
+    for name, values in runs.items():
+        speed = statistics.median(values)
+        rows[name] = {
+            "target tokens/s": round(speed, 1),
+            "vs label_only": round(speed / base, 3),
+            "step cost": f"{base / speed - 1:+.1%}",
+            "stored bytes/token": round(storage[name], 1) if name in storage else "-",
+        }
+    print_table(f"KD overhead ({args.steps} steps x {args.repeats} runs, median; CPU fp32)", rows)
+
+
+if __name__ == "__main__":
+    main()
