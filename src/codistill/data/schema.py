@@ -57,7 +57,7 @@ REQUIRED = TEXT
 # The teacher's distribution at each position of the label the student learns (its tokens in the teacher's
 # tokenizer, then end-of-text): the top k ids (int32), their log-probabilities (float16) and the mass
 # outside them; `teacher_distribution_of` names the label column they cover. codistill-generate writes them
-# with teacher_logits=offline (see codistill.teacher_logits); 6k + 4 bytes per position.
+# with teacher_logits=offline (see codistill.teacher_logits); 6k + 12 bytes per position in Arrow.
 TEACHER_TOPK_IDS = "teacher_topk_ids"
 TEACHER_TOPK_LOGPROBS = "teacher_topk_logprobs"
 TEACHER_TAIL_MASS = "teacher_tail_mass"
