@@ -8,6 +8,8 @@ from datasets import Dataset, DatasetDict
 
 from codistill.apps.eval import evaluate
 from codistill.apps.train import train
+from codistill.backends.hf import HFBackend
+from codistill.data.fim import FIMTokens
 from codistill.data.formatting import (
     FIM_PREFIX,
     LABEL_TASK,
@@ -17,13 +19,15 @@ from codistill.data.formatting import (
     encode_fim_input,
 )
 from codistill.errors import ConfigError, build
-from codistill.eval.models import Seq2SeqModel
+from codistill.eval.models import CausalModel, Seq2SeqModel
 from codistill.eval.sandbox import SandboxSettings
 from codistill.eval.tasks import HumanEvalTask, InfillingTask, pass_at_k
 from codistill.generation import cut_at_stop_strings
 from codistill.models.loading import load_student
 from codistill.models.tokenization import CODEC_FILE, CodeTokenizer
 from conftest import compose_config
+
+FIM = {"prefix": "<fim-prefix>", "suffix": "<fim-suffix>", "middle": "<fim-middle>"}
 
 SANDBOX = SandboxSettings(workers=2, timeout=10.0)
 
@@ -117,6 +121,7 @@ def test_eval_app_scores_the_tiny_teacher_on_every_task(tmp_path, cache_dir, inf
     assert {"exact_match", "edit_sim", "bleu", "empty_rate", "length_ratio", "teacher_edit_sim"} <= set(
         summary["fim_heldout"]
     )
+    assert summary["fim_heldout"]["bits_per_byte"] > 0 and "edit_sim_low" in summary["fim_heldout"]
     assert json.loads((out / "summary.json").read_text()) == summary
     assert (out / "summary.png").stat().st_size > 1000 and "| humaneval |" in (out / "summary.md").read_text()
     heldout = json.loads(open(out / "samples_fim_heldout.jsonl").readline())
@@ -205,7 +210,8 @@ def _fim_dataset(directory) -> str:
         }
         for p, m, s in GAPS
     ]
-    DatasetDict(train=Dataset.from_list(rows), validation=Dataset.from_list(rows)).save_to_disk(str(directory))
+    rows = Dataset.from_list(rows)
+    DatasetDict(train=rows, validation=rows, test=rows).save_to_disk(str(directory))
     return str(directory)
 
 
@@ -273,3 +279,23 @@ def test_a_student_saved_with_the_legacy_label_token_is_evaluated_with_it(tmp_pa
     assert any(
         row["completion"] != _greedy(as_today, LABEL_TASK, p, s) for row, (p, _, s) in zip(rows, GAPS, strict=True)
     )
+
+
+def test_middle_likelihoods_agree_with_transformers_own_loss(tmp_path, tiny_teacher_dir, tiny_student_dir):
+    """Bits per byte rests on `middle_nll`: for both model kinds it is transformers' own cross-entropy of
+    the middle and its end, summed, given the input each model is prompted with."""
+    prefix, middle, suffix = "x = 1\n", "y = 2\n", "z = 3\n"
+    causal = CausalModel("teacher", HFBackend.from_pretrained(tiny_teacher_dir, dtype="float32", device="cpu"), FIM)
+    tok, model = causal.backend.tokenizer, causal.backend.model
+    prompt = tok(FIMTokens(**FIM).psm(prefix, suffix), add_special_tokens=False)["input_ids"]
+    target = tok(middle + "<|endoftext|>", add_special_tokens=False)["input_ids"]
+    ids = torch.tensor([prompt + target])
+    labels = torch.tensor([[-100] * len(prompt) + target])
+    expected = model(input_ids=ids, labels=labels).loss.item() * len(target)
+    assert causal.middle_nll([prefix], [suffix], [middle])[0] == pytest.approx(expected, rel=1e-4)
+
+    student = Seq2SeqModel.from_pretrained(_saved_student(tmp_path / "student", tiny_student_dir), device="cpu")
+    inputs = torch.tensor([encode_fim_input(student.tokenizer, LABEL_TASK, prefix, suffix, student.max_source_length)])
+    target = torch.tensor([student.tokenizer(middle)["input_ids"]])
+    expected = student.model(input_ids=inputs, labels=target).loss.item() * target.shape[1]
+    assert student.middle_nll([prefix, "a"], [suffix, "b"], [middle, "c = 1"])[0] == pytest.approx(expected, rel=1e-4)

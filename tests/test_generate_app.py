@@ -23,9 +23,12 @@ def generated(tmp_path_factory, cache_dir):
 
 def test_dataset_has_the_columns_splits_and_fim_invariants(generated):
     cfg, data = generated
-    assert set(data) == {"train", "validation"}
-    assert len(data["validation"]) >= 1 and len(data["train"]) > len(data["validation"])
-    assert data["train"].features == data["validation"].features == schema.FEATURES  # nothing undeclared
+    assert set(data) == {"train", "validation", "test"}
+    assert len(data["validation"]) >= 1 and len(data["test"]) >= 1 and len(data["train"]) > len(data["validation"])
+    assert data["train"].features == data["validation"].features == data["test"].features == schema.FEATURES
+    files = {name: set(split["hexsha"]) for name, split in data.items()}
+    assert not files["train"] & files["validation"] and not files["train"] & files["test"]  # split by file
+    assert not files["validation"] & files["test"] and sum(map(len, files.values())) == 12  # every bundled file
     for row in data["train"]:
         assert row["prompt"] == row["prefix"] + "<FILL-HERE>" + row["suffix"]
         assert row["teacher_prompt"] == f"<fim-prefix>{row['prefix']}<fim-suffix>{row['suffix']}<fim-middle>"

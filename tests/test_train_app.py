@@ -32,13 +32,28 @@ def test_training_learns_and_reports_every_metric(trained):
     summary = json.loads(open(f"{out}/metrics.json").read())
     metrics = summary["metrics"]
     assert score == metrics["val/edit_sim"]
-    for key in ("exact_match", "edit_sim", "bleu", "empty_rate", "length_ratio", "label_loss", "rationale_loss"):
+    for key in (
+        "exact_match",
+        "edit_sim",
+        "bleu",
+        "empty_rate",
+        "length_ratio",
+        "label_loss",
+        "rationale_loss",
+        "bits_per_byte",
+        "edit_sim_low",
+        "edit_sim_high",
+        "exact_match_low",
+        "empty_rate_high",
+    ):
         assert f"val/{key}" in metrics
     assert 0.0 <= metrics["val/empty_rate"] <= 1.0
     assert os.path.isfile(summary["checkpoint"])
     history = [json.loads(line) for line in open(f"{out}/predictions.jsonl")]
     assert len(history) == summary["validation_rows"]
-    assert set(history[0]) == {"prompt", "middle", "teacher_middle", "student"}
+    assert set(history[0]) == {"prompt", "middle", "teacher_middle", "student", "nll"}
+    assert metrics["val/edit_sim_low"] <= metrics["val/edit_sim"] <= metrics["val/edit_sim_high"]
+    assert metrics["val/bits_per_byte"] > 0
 
 
 def test_training_loss_goes_down(trained):

@@ -295,6 +295,19 @@ def batch_losses(
     return loss(logits, rows, targets, distribution, paired, rationale_loss)
 
 
+@torch.no_grad()
+def sequence_nll(logits: torch.Tensor, labels: torch.Tensor, shift: bool) -> torch.Tensor:
+    """Each example's summed negative log-likelihood (nats) of its labels [B]; one example's log-softmax at a
+    time, so validation on a large vocabulary holds one [L, V] copy at most."""
+    mask, shifted = target_mask(labels, shift)
+    out = []
+    for b in range(len(labels)):
+        logp = F.log_softmax(_wide(logits[b]), -1)
+        picked = logp.gather(-1, shifted[b].clamp_min(0).unsqueeze(-1)).squeeze(-1)
+        out.append(-(picked * mask[b]).sum())
+    return torch.stack(out)
+
+
 def target_mask(labels: torch.Tensor, shift: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """(which logits [B, L] predict a label, the labels [B, L] they predict). `shift`: causal models predict
     token j + 1 at position j; encoder-decoders predict label j at j."""

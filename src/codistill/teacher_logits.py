@@ -19,6 +19,7 @@ import torch
 from transformers import AutoTokenizer
 
 from codistill.data import schema
+from codistill.data.batching import right_padded
 from codistill.errors import ConfigError
 from codistill.generation import context_length, load_causal_lm, pad_id_of
 from codistill.losses import IGNORE_INDEX, TeacherDistribution, target_mask
@@ -71,12 +72,9 @@ class OnlineTeacher:
         return {"teacher_input_ids": prompt + targets, "teacher_labels": [IGNORE_INDEX] * len(prompt) + targets}
 
     def collate(self, rows: list[dict]) -> dict:
-        inputs = _pad([r["teacher_input_ids"] for r in rows], pad_id_of(self.tokenizer))
-        labels = _pad([r["teacher_labels"] for r in rows], IGNORE_INDEX)
-        attention = np.arange(inputs.shape[1]) < _lengths(rows, "teacher_input_ids")[:, None]
-        return {
-            "teacher": {"input_ids": inputs, "attention_mask": torch.from_numpy(attention).long(), "labels": labels}
-        }
+        inputs, attention = right_padded([r["teacher_input_ids"] for r in rows], pad_id_of(self.tokenizer))
+        labels, _ = right_padded([r["teacher_labels"] for r in rows], IGNORE_INDEX)
+        return {"teacher": {"input_ids": inputs, "attention_mask": attention, "labels": labels}}
 
     @torch.no_grad()
     def distribution(self, batch: dict) -> tuple[TeacherDistribution, torch.Tensor]:
@@ -148,10 +146,3 @@ class OfflineTeacher:
 
 def _lengths(rows: list[dict], column: str) -> np.ndarray:
     return np.fromiter((len(r[column]) for r in rows), dtype=np.int64, count=len(rows))
-
-
-def _pad(sequences: list[list[int]], value: int) -> torch.Tensor:
-    out = np.full((len(sequences), max(map(len, sequences))), value, dtype=np.int64)
-    for i, seq in enumerate(sequences):
-        out[i, : len(seq)] = seq
-    return torch.from_numpy(out)

@@ -4,6 +4,7 @@ Both datamodules use it: recipe 1's FIM pairs (`FIMDataModule`) and recipe 2's e
 (`ExercisesDataModule`)."""
 
 import numpy as np
+import torch
 from torch.utils.data import BatchSampler, Sampler
 
 MEGA_BATCH_FACTOR = 50  # a length-sorted mega-batch holds this many micro-batches
@@ -76,3 +77,13 @@ def epoch_batches(sampler, epoch: int) -> list[list[int]]:
     """The batches a batch sampler over an `EpochShuffle` yields in `epoch`."""
     sampler.sampler.set_epoch(epoch)
     return list(sampler)
+
+
+def right_padded(rows: list[list[int]], value: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(rows right-padded with `value` into a long tensor, the attention mask of the real positions)."""
+    lengths = np.fromiter(map(len, rows), dtype=np.int64, count=len(rows))
+    out = np.full((len(rows), int(lengths.max())), value, dtype=np.int64)
+    for i, row in enumerate(rows):
+        out[i, : len(row)] = row
+    mask = (np.arange(out.shape[1]) < lengths[:, None]).astype(np.int64)
+    return torch.from_numpy(out), torch.from_numpy(mask)

@@ -7,6 +7,7 @@ from tqdm.auto import tqdm
 
 from codistill.data import schema
 from codistill.data.fim import fill_here, segment, split_fim
+from codistill.data.splits import SPLITS, assign_splits, group_of
 from codistill.errors import ConfigError
 from codistill.llm.store import ResultStore, content_key, in_shard
 from codistill.rng import stable_rng
@@ -58,10 +59,14 @@ def build_fim_dataset(
     validation_size: float,
     seed: int,
     shard: tuple[int, int] = (0, 1),
+    test_size: float = 0.0,
+    split_by: str = "file",
     teacher_topk: int = 0,
     distribution_of: str = schema.TEACHER_MIDDLE,
 ) -> DatasetDict | None:
-    """The distillation dataset, with the columns of `codistill.data.schema.FEATURES`.
+    """The distillation dataset, with the columns of `codistill.data.schema.FEATURES`, split into train,
+    validation and test by file or repository (`split_by`, see codistill.data.splits): no file has
+    segments on two sides.
 
     Teacher middles and rationales go through `store`, so a killed build resumes without paying twice.
     With `teacher_topk` > 0 the teacher's top-k distributions over the tokens of `distribution_of` (a
@@ -76,6 +81,8 @@ def build_fim_dataset(
             f"the corpus gave {len(records)} segment(s); a train/validation split needs at least 2: add files "
             "or lower dataset.segment.length / dataset.segment.min_length"
         )
+    groups = [group_of(r, split_by) for r in records]
+    assignment = assign_splits(groups, validation_size, test_size, seed)  # fails before any teacher call
     index, count = shard
     mine = [r for r in records if in_shard(content_key(r["hexsha"], r["segment_index"]), index, count)]
     outputs = teacher.infill([r["prefix"] for r in mine], [r["suffix"] for r in mine], store)
@@ -109,6 +116,6 @@ def build_fim_dataset(
                 }
             )
     features = Features({**schema.FEATURES, **(schema.TEACHER_DISTRIBUTION if teacher_topk else {})})
-    n_val = max(1, round(validation_size * len(records)))
-    split = Dataset.from_list(records, features=features).train_test_split(test_size=n_val, seed=seed)
-    return DatasetDict(train=split["train"], validation=split["test"])
+    parts = {name: [r for r, g in zip(records, groups, strict=True) if assignment[g] == name] for name in SPLITS}
+    # an empty test split (test_size 0, or too few files) is left out: a saved empty split does not load back
+    return DatasetDict({name: Dataset.from_list(rows, features=features) for name, rows in parts.items() if rows})

@@ -69,8 +69,10 @@ class DistillationSource:
                 self.dataset.validation_size,
                 self.seed,
                 shard,
-                self.teacher_topk,
-                schema.LABEL_COLUMNS[self.label_source],
+                test_size=self.dataset.get("test_size", 0.0),
+                split_by=self.dataset.get("split_by", "file"),
+                teacher_topk=self.teacher_topk,
+                distribution_of=schema.LABEL_COLUMNS[self.label_source],
             )
 
     def cached(self, rank: int = 0, world: int = 1) -> str:

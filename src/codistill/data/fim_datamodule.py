@@ -100,7 +100,10 @@ class FIMDataModule(pl.LightningDataModule):
                 )
             raw["train"] = train
         self.splits = DatasetDict(
-            {name: split.map(self._encode, desc=f"tokenizing {name}") for name, split in raw.items()}
+            {
+                name: split.map(self._encode, fn_kwargs={"truth": name != "train"}, desc=f"tokenizing {name}")
+                for name, split in raw.items()
+            }
         )
         train = self.splits["train"].select_columns(list(self.tensor_columns))
         lengths = {column: [] for column in self.tensor_columns}
@@ -109,9 +112,16 @@ class FIMDataModule(pl.LightningDataModule):
                 lengths[column] += map(len, rows[column])
         self.train_lengths = lengths
 
-    def _encode(self, row: dict) -> dict:
-        tok, label = self.tokenizer, row[self.label_column]
-        teacher = self.teacher.encode(row, self.label_column) if self.teacher is not None else {}
+    def _encode(self, row: dict, truth: bool = False) -> dict:
+        """The row's tensors; with `truth` (held-out splits) also the whole ground-truth middle and its end as
+        targets (`truth_*`, never truncated), whose likelihood gives bits per byte."""
+        extra = self.teacher.encode(row, self.label_column) if self.teacher is not None else {}
+        if truth:
+            extra.update(self._encode_label(row, schema.MIDDLE, "truth", max_target=10**9))
+        return {**self._encode_label(row, self.label_column, "label", self.max_target_length), **extra}
+
+    def _encode_label(self, row: dict, column: str, task: str, max_target: int) -> dict:
+        tok, label = self.tokenizer, row[column]
         if self.fim is not None:
             ids, labels = encode_causal_fim(
                 tok,
@@ -121,34 +131,40 @@ class FIMDataModule(pl.LightningDataModule):
                 row[schema.SUFFIX],
                 label,
                 self.max_source_length,
-                self.max_target_length,
+                max_target,
             )
-            return {"label_input_ids": ids, "label_labels": labels, **teacher}
-        return {
-            "label_input_ids": encode_fim_input(
+            return {f"{task}_input_ids": ids, f"{task}_labels": labels}
+        out = {
+            f"{task}_input_ids": encode_fim_input(
                 tok, LABEL_TASK, row[schema.PREFIX], row[schema.SUFFIX], self.max_source_length
             ),
-            "label_labels": tok(label, max_length=self.max_target_length, truncation=True)["input_ids"],
+            f"{task}_labels": tok(label, max_length=max_target, truncation=True)["input_ids"],
+        }
+        if task != "label":
+            return out
+        return {
+            **out,
             "rationale_input_ids": encode_fim_input(
                 tok, RATIONALE_TASK, row[schema.PREFIX], row[schema.SUFFIX], self.max_source_length
             ),
             "rationale_labels": tok(row[schema.RATIONALE], max_length=self.max_rationale_length, truncation=True)[
                 "input_ids"
             ],
-            **teacher,
         }
 
     def collate(self, rows: list[dict]) -> dict:
         batch = {task: self._pad(rows, task) for task in self.tasks}
+        if "truth_labels" in rows[0]:
+            batch["truth"] = self._pad(rows, "truth")
         batch.update({column: [r[column] for r in rows] for column in TEXT_COLUMNS})
         if self.teacher is not None:
             batch.update(self.teacher.collate(rows))
         return batch
 
-    @property
-    def _loaded_columns(self) -> list[str]:
+    def _loaded_columns(self, split: str) -> list[str]:
         teacher = list(self.teacher.columns) if self.teacher is not None else []
-        return [*self.tensor_columns, *TEXT_COLUMNS, *teacher]
+        truth = ["truth_input_ids", "truth_labels"] if split != "train" else []
+        return [*self.tensor_columns, *TEXT_COLUMNS, *teacher, *truth]
 
     def _pad(self, rows: list[dict], task: str) -> dict[str, torch.Tensor]:
         """`input_ids` right-padded with the pad id, `attention_mask`, and `labels` right-padded with -100
@@ -194,7 +210,7 @@ class FIMDataModule(pl.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         return DataLoader(
-            self.splits["train"].select_columns(self._loaded_columns),
+            self.splits["train"].select_columns(self._loaded_columns("train")),
             batch_sampler=self._batch_sampler(),
             num_workers=self.num_workers,
             collate_fn=self.collate,
@@ -202,7 +218,7 @@ class FIMDataModule(pl.LightningDataModule):
 
     def val_dataloader(self) -> DataLoader:
         return DataLoader(
-            self.splits["validation"].select_columns(self._loaded_columns),
+            self.splits["validation"].select_columns(self._loaded_columns("validation")),
             batch_size=self.eval_batch_size,
             shuffle=False,
             num_workers=self.num_workers,

