@@ -57,13 +57,13 @@ def test_kill_9_midway_then_restart_gives_every_record_once(tmp_path, cache_dir)
         successes, prompts = server.successes, {b["messages"][-1]["content"] for b in server.requests}
 
     data = load_from_disk(str(tmp_path / "dataset"))
-    rows = len(data["train"]) + len(data["validation"])
+    rows = sum(len(split) for split in data.values())
     assert len(prompts) == rows and all(data["train"]["rationale"])
     # every stored line is whole and every key is stored exactly once
     assert not list(store.glob("*.open"))
     lines = [json.loads(line) for p in store.glob("part-*.jsonl") for line in p.read_text().splitlines()]
     keys = [r["key"] for r in lines if r["status"] == "ok"]
-    teacher_prompts = set(data["train"]["teacher_prompt"]) | set(data["validation"]["teacher_prompt"])
+    teacher_prompts = {p for split in data.values() for p in split["teacher_prompt"]}
     assert len(keys) == len(set(keys)) == len(teacher_prompts) + rows  # a middle per prompt, a rationale per row
     # no answer stored before the kill was asked for again; at most the 4 requests in flight were paid twice
     key_of = {content_key("text", "gpt-test", 1024, 0.0, p): p for p in prompts}  # OpenAIBackend.generate's key

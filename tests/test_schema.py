@@ -63,7 +63,8 @@ def test_original_names_are_written_and_read_back_as_the_same_rows(data, tmp_pat
 
 def test_fim_heldout_reads_an_original_names_dataset_and_calls_the_ground_truth_middle(data, tmp_path):
     schema.exported(data, "original").save_to_disk(str(tmp_path / "original"))
-    result = FIMHeldoutTask(str(tmp_path / "original"), split="train").run(Oracle(data["train"]), SandboxSettings())
+    task = FIMHeldoutTask(str(tmp_path / "original"), split="train", bits_per_byte=False)
+    result = task.run(Oracle(data["train"]), SandboxSettings())
     assert result.metrics["exact_match"] == 1.0 and result.metrics["teacher_exact_match"] == 0.0
     assert set(result.samples[0]) == {"prompt", "middle", "teacher_middle", "completion", "exact_match"}
 
