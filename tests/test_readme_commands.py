@@ -18,7 +18,7 @@ from omegaconf import OmegaConf, open_dict
 from codistill.config import CONFIG_DIR
 
 README = Path(__file__).resolve().parents[1] / "README.md"
-APPS = {"train", "generate", "eval", "exercises"}
+APPS = {"train", "generate", "eval", "exercises", "pretrain"}
 
 
 def readme_commands(text: str) -> list[tuple[str, list[str]]]:

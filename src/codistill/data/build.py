@@ -1,13 +1,11 @@
 """Corpus -> segments -> FIM splits -> teacher middles -> rationales -> a `datasets.DatasetDict`."""
 
-import hashlib
-
 from datasets import Dataset, DatasetDict, Features
 from tqdm.auto import tqdm
 
 from codistill.data import schema
 from codistill.data.fim import fill_here, segment, split_fim
-from codistill.data.splits import SPLITS, assign_splits, group_of
+from codistill.data.splits import SPLITS, assign_splits, file_id, group_of
 from codistill.errors import ConfigError
 from codistill.llm.store import ResultStore, content_key, in_shard
 from codistill.rng import stable_rng
@@ -19,7 +17,7 @@ def fim_records(corpus: Dataset, segment_cfg: dict, fim_cfg: dict, teacher_token
     records = []
     for row in tqdm(corpus, desc="segmenting", unit="file", leave=False):
         content = row["content"]
-        file_id = row.get("hexsha") or hashlib.sha1(content.encode("utf-8")).hexdigest()
+        identity = file_id(row)
         pieces = segment(
             content,
             segment_cfg["length"],
@@ -29,7 +27,7 @@ def fim_records(corpus: Dataset, segment_cfg: dict, fim_cfg: dict, teacher_token
         )
         for index, piece in enumerate(pieces):
             prefix, middle, suffix = split_fim(
-                piece, stable_rng(seed, file_id, index), fim_cfg.get("mode", "line"), fim_cfg.get("max_middle")
+                piece, stable_rng(seed, identity, index), fim_cfg.get("mode", "line"), fim_cfg.get("max_middle")
             )
             records.append(
                 {
@@ -39,7 +37,7 @@ def fim_records(corpus: Dataset, segment_cfg: dict, fim_cfg: dict, teacher_token
                     schema.PROMPT: fill_here(prefix, suffix),
                     "repo": row.get("max_stars_repo_name") or "",
                     "path": row.get("max_stars_repo_path") or "",
-                    "hexsha": file_id,
+                    "hexsha": identity,
                     "licenses": list(row.get("max_stars_repo_licenses") or []),
                     "segment_index": index,
                     "fim_mode": fim_cfg.get("mode", "line"),

@@ -5,6 +5,8 @@ with `split_by=repo`) land together, so no segment of a file (or of a repository
 assignment depends on the seed and the set of groups, not on the corpus order.
 """
 
+import hashlib
+
 import numpy as np
 
 from codistill.errors import ConfigError
@@ -39,3 +41,8 @@ def group_of(record: dict, split_by: str) -> str:
     if split_by not in SPLIT_BY:
         raise ConfigError(f"dataset.split_by={split_by!r} is not one of: {', '.join(SPLIT_BY)}")
     return (record["repo"] or record["hexsha"]) if split_by == "repo" else record["hexsha"]
+
+
+def file_id(row: dict) -> str:
+    """A corpus row's file id: its `hexsha`, or a hash of its content where the corpus has none."""
+    return row.get("hexsha") or hashlib.sha1(row["content"].encode("utf-8")).hexdigest()

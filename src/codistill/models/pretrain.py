@@ -26,14 +26,14 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
-from transformers import PreTrainedTokenizerFast, get_cosine_schedule_with_warmup
+from transformers import GPTBigCodeForCausalLM, get_cosine_schedule_with_warmup
 
 from codistill.data.splits import assign_splits, file_id, group_of
-from codistill.errors import build
+from codistill.errors import ConfigError, build
 from codistill.eval.metrics import utf8_bytes
-from codistill.models.tiny import SANTACODER_SPECIAL, _cached, _save_gpt_bigcode
+from codistill.models.tiny import SANTACODER_SPECIAL, byte_level_bpe, cached_folder, save_gpt_bigcode
 from codistill.rng import stable_rng
 
 LEFT_OUT = {"test", "tests", "idlelib", "site-packages", "turtledemo", "lib2to3", "__pycache__"}
@@ -77,32 +77,10 @@ def block_stream(tokenizer, texts: list[str], seq_len: int, chunk_chars: int, fi
             for j, piece in enumerate(chunks(text, chunk_chars))
         ]
         for start in range(0, len(documents), 256):
-            for row in tokenizer(documents[start : start + 256], add_special_tokens=False)["input_ids"]:
+            for row in tokenizer(documents[start : start + 256], add_special_tokens=False, verbose=False)["input_ids"]:
                 ids += row
     n = len(ids) // seq_len
-    return torch.tensor(ids[: n * seq_len], dtype=torch.long).view(n, seq_len)
-
-
-def train_tokenizer(texts: list[str], vocab_size: int, n_positions: int) -> PreTrainedTokenizerFast:
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    tok.post_processor = processors.ByteLevel(trim_offsets=False)
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size,
-        special_tokens=SANTACODER_SPECIAL,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    tok.train_from_iterator(texts, trainer)
-    return PreTrainedTokenizerFast(
-        tokenizer_object=tok,
-        eos_token=EOS,
-        bos_token=EOS,
-        unk_token=EOS,
-        additional_special_tokens=SANTACODER_SPECIAL[1:],
-        model_max_length=n_positions,
-    )
+    return torch.tensor(ids[: n * seq_len], dtype=torch.long).view(n, seq_len)  # [0, seq_len] for no text
 
 
 def split_corpus(corpus, validation_size: float, test_size: float, seed: int, split_by: str) -> dict[str, list[str]]:
@@ -121,7 +99,7 @@ def bits_per_byte_of(model, tokenizer, texts: list[str], seq_len: int) -> float:
     """Left-to-right bits per byte of `texts`, each scored in windows of `seq_len` tokens."""
     nll, n_bytes = 0.0, sum(map(utf8_bytes, texts))
     for text in texts:
-        ids = tokenizer(text + EOS, add_special_tokens=False)["input_ids"]
+        ids = tokenizer(text + EOS, add_special_tokens=False, verbose=False)["input_ids"]
         for start in range(0, len(ids) - 1, seq_len):
             window = torch.tensor([ids[start : start + seq_len + 1]])
             logits = model(input_ids=window[:, :-1]).logits
@@ -155,7 +133,9 @@ def pretrained_gpt_bigcode(
     """The pretrained teacher's folder (see the module docstring); `corpus` is a dataset's `corpus` config
     node, split with (`validation_size`, `test_size`, `split_seed`, `split_by`) as the dataset is."""
     settings = {k: v for k, v in locals().items() if k != "cache_dir"}
-    key = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode("utf-8")).hexdigest()[:12]
+    if isinstance(corpus, DictConfig):
+        settings["corpus"] = OmegaConf.to_container(corpus, resolve=True)
+    key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode("utf-8")).hexdigest()[:12]
 
     def run(out: Path) -> None:
         torch.manual_seed(seed)
@@ -163,24 +143,25 @@ def pretrained_gpt_bigcode(
         library = [p.read_text(encoding="utf-8", errors="replace") for p in stdlib_files()] if stdlib else []
         held_out, library = library[:held_out_stdlib], library[held_out_stdlib:]
         own = splits.get("train", [])
-        tokenizer = train_tokenizer(library + own * 20, vocab_size, n_positions)  # the small corpus, weighted up
+        tokenizer = byte_level_bpe(library + own * 20, vocab_size, n_positions)  # the small corpus, weighted up
         tokens_needed = steps * batch_size * seq_len
         own_passes = max(1, math.ceil(corpus_weight * tokens_needed / max(1, sum(map(len, own)) // 3)))
-        streams = {
-            "stdlib": block_stream(tokenizer, library, seq_len, chunk_chars, fim_rate, seed, 1),
-            "corpus": block_stream(tokenizer, own, seq_len, chunk_chars, fim_rate, seed, own_passes) if own else None,
-        }
-        _save_gpt_bigcode(out, tokenizer, n_positions, n_embd, n_layer, n_head, seed)
-        from transformers import GPTBigCodeForCausalLM
-
+        library_blocks = block_stream(tokenizer, library, seq_len, chunk_chars, fim_rate, seed, 1)
+        own_blocks = block_stream(tokenizer, own, seq_len, chunk_chars, fim_rate, seed, own_passes)
+        if len(library_blocks) + len(own_blocks) == 0:
+            raise ConfigError(
+                f"no code to pretrain on (or less than one {seq_len}-token block): set "
+                "teacher.backend.name_or_path.stdlib=true or give it a corpus"
+            )
+        weight = corpus_weight if len(library_blocks) and len(own_blocks) else float(len(own_blocks) > 0)
+        save_gpt_bigcode(out, tokenizer, n_positions, n_embd, n_layer, n_head, seed)
         model = GPTBigCodeForCausalLM.from_pretrained(out).train()
         optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.1, betas=(0.9, 0.95))
         schedule = get_cosine_schedule_with_warmup(optimizer, max(1, steps // 20), steps)
         rng, started = np.random.default_rng(seed), time.perf_counter()
         bar = tqdm(range(steps), desc="pretraining the teacher", unit="step")
         for _ in bar:
-            use_corpus = streams["corpus"] is not None and rng.random() < corpus_weight
-            stream = streams["corpus"] if use_corpus else streams["stdlib"]
+            stream = own_blocks if rng.random() < weight else library_blocks
             batch = stream[rng.integers(0, len(stream), batch_size)]
             loss = model(input_ids=batch, labels=batch).loss
             loss.backward()
@@ -195,13 +176,15 @@ def pretrained_gpt_bigcode(
             "parameters": sum(p.numel() for p in model.parameters()),
             "seconds": round(time.perf_counter() - started, 1),
             "tokens": steps * batch_size * seq_len,
-            "bits_per_byte": {"stdlib_held_out": bits_per_byte_of(model, tokenizer, held_out, seq_len)},
+            "bits_per_byte": {},
         }
+        if held_out:
+            report["bits_per_byte"]["stdlib_held_out"] = bits_per_byte_of(model, tokenizer, held_out, seq_len)
         if splits.get("validation"):
             report["bits_per_byte"]["corpus_validation"] = bits_per_byte_of(
                 model, tokenizer, splits["validation"], seq_len
             )
         model.save_pretrained(out)
-        (out / "pretraining.json").write_text(json.dumps(report, indent=2, default=str))
+        (out / "pretraining.json").write_text(json.dumps(report, indent=2))
 
-    return _cached(cache_dir, f"pretrained_gpt_bigcode-d{n_embd}-l{n_layer}-v{vocab_size}-{key}", run)
+    return cached_folder(cache_dir, f"pretrained_gpt_bigcode-d{n_embd}-l{n_layer}-v{vocab_size}-{key}", run)

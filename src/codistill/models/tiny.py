@@ -34,7 +34,7 @@ def _sample_texts() -> list[str]:
     return [p.read_text(encoding="utf-8") for p in sorted(SAMPLE_DIR.glob("*.moon"))]
 
 
-def _cached(cache_dir: str, name: str, build: Callable[[Path], None]) -> str:
+def cached_folder(cache_dir: str, name: str, build: Callable[[Path], None]) -> str:
     """Build into a temp folder beside the target and rename it into place once complete."""
     target = Path(cache_dir).expanduser().resolve() / name
     if (target / "config.json").is_file():
@@ -52,6 +52,31 @@ def _cached(cache_dir: str, name: str, build: Callable[[Path], None]) -> str:
     return str(target)
 
 
+def byte_level_bpe(texts: list[str], vocab_size: int, n_positions: int) -> PreTrainedTokenizerFast:
+    """A byte-level BPE trained on `texts` (lossless on any string) with santacoder's FIM and end-of-text
+    tokens, as a transformers fast tokenizer."""
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.post_processor = processors.ByteLevel(trim_offsets=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=SANTACODER_SPECIAL,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(texts, trainer)
+    eos = SANTACODER_SPECIAL[0]
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        eos_token=eos,
+        bos_token=eos,
+        unk_token=eos,
+        additional_special_tokens=SANTACODER_SPECIAL[1:],
+        model_max_length=n_positions,
+    )
+
+
 def tiny_gpt_bigcode(
     cache_dir: str,
     vocab_size: int = 1024,
@@ -65,29 +90,12 @@ def tiny_gpt_bigcode(
     carrying santacoder's FIM and end-of-text tokens."""
 
     def build(out: Path) -> None:
-        tok = Tokenizer(models.BPE())
-        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-        tok.decoder = decoders.ByteLevel()
-        tok.post_processor = processors.ByteLevel(trim_offsets=False)
-        trainer = trainers.BpeTrainer(
-            vocab_size=vocab_size,
-            special_tokens=SANTACODER_SPECIAL,
-            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-            show_progress=False,
-        )
-        tok.train_from_iterator(_sample_texts(), trainer)
-        eos = SANTACODER_SPECIAL[0]
-        fast = PreTrainedTokenizerFast(
-            tokenizer_object=tok,
-            eos_token=eos,
-            bos_token=eos,
-            unk_token=eos,
-            additional_special_tokens=SANTACODER_SPECIAL[1:],
-            model_max_length=n_positions,
-        )
-        _save_gpt_bigcode(out, fast, n_positions, n_embd, n_layer, n_head, seed)
+        fast = byte_level_bpe(_sample_texts(), vocab_size, n_positions)
+        save_gpt_bigcode(out, fast, n_positions, n_embd, n_layer, n_head, seed)
 
-    return _cached(cache_dir, f"tiny_gpt_bigcode-v{vocab_size}-p{n_positions}-d{n_embd}-l{n_layer}-s{seed}", build)
+    return cached_folder(
+        cache_dir, f"tiny_gpt_bigcode-v{vocab_size}-p{n_positions}-d{n_embd}-l{n_layer}-s{seed}", build
+    )
 
 
 def gpt_bigcode_with_tokenizer(
@@ -103,13 +111,13 @@ def gpt_bigcode_with_tokenizer(
     existing tokenizer (a Hub id or folder: santacoder's, so token-wise KD from santacoder applies)."""
 
     def build(out: Path) -> None:
-        _save_gpt_bigcode(out, AutoTokenizer.from_pretrained(tokenizer), n_positions, n_embd, n_layer, n_head, seed)
+        save_gpt_bigcode(out, AutoTokenizer.from_pretrained(tokenizer), n_positions, n_embd, n_layer, n_head, seed)
 
     name = f"{Path(tokenizer).name}-{hashlib.sha1(tokenizer.encode('utf-8')).hexdigest()[:8]}"
-    return _cached(cache_dir, f"gpt_bigcode-{name}-p{n_positions}-d{n_embd}-l{n_layer}-s{seed}", build)
+    return cached_folder(cache_dir, f"gpt_bigcode-{name}-p{n_positions}-d{n_embd}-l{n_layer}-s{seed}", build)
 
 
-def _save_gpt_bigcode(out: Path, tokenizer, n_positions: int, n_embd: int, n_layer: int, n_head: int, seed: int):
+def save_gpt_bigcode(out: Path, tokenizer, n_positions: int, n_embd: int, n_layer: int, n_head: int, seed: int):
     """A randomly initialised GPTBigCode with multi-query attention around `tokenizer`, saved with it."""
     config = GPTBigCodeConfig(
         vocab_size=len(tokenizer),
@@ -172,7 +180,7 @@ def tiny_t5(
         tokenizer.save_pretrained(out)
         (out / "spiece.vocab").unlink(missing_ok=True)
 
-    return _cached(cache_dir, f"tiny_t5-v{vocab_size}-d{d_model}-l{num_layers}-s{seed}", build)
+    return cached_folder(cache_dir, f"tiny_t5-v{vocab_size}-d{d_model}-l{num_layers}-s{seed}", build)
 
 
 def untie_lm_head(model: T5ForConditionalGeneration) -> None:

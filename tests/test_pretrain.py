@@ -1,0 +1,93 @@
+"""The pretrained teacher: its FIM documents, its corpus (never a validation or test file), and a real
+tiny pretraining run that `from_pretrained` loads and the cache keeps."""
+
+import json
+from pathlib import Path
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from codistill.apps.pretrain import pretrain
+from codistill.errors import build
+from codistill.models.pretrain import (
+    EOS,
+    FIM_MIDDLE,
+    FIM_PREFIX,
+    FIM_SUFFIX,
+    chunks,
+    fim_document,
+    split_corpus,
+    stdlib_files,
+)
+from codistill.rng import stable_rng
+from conftest import compose_config
+
+TINY = [
+    "teacher=pretrained",
+    "teacher.backend.name_or_path.stdlib=false",
+    "teacher.backend.name_or_path.vocab_size=300",
+    "teacher.backend.name_or_path.n_embd=32",
+    "teacher.backend.name_or_path.n_layer=1",
+    "teacher.backend.name_or_path.n_head=2",
+    "teacher.backend.name_or_path.seq_len=64",
+    "teacher.backend.name_or_path.batch_size=4",
+    "teacher.backend.name_or_path.steps=4",
+]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(max_size=200), st.integers(0, 1000), st.sampled_from([0.0, 0.5, 1.0]))
+def test_a_fim_document_is_the_text_rearranged(text, seed, rate):
+    doc = fim_document(text, stable_rng(seed), rate)
+    assert doc.endswith(EOS)
+    if not doc.startswith(FIM_PREFIX):
+        assert doc == text + EOS and (rate < 1 or len(text) < 2)
+        return
+    body = doc[len(FIM_PREFIX) : -len(EOS)]
+    prefix, rest = body.split(FIM_SUFFIX, 1)
+    suffix, middle = rest.split(FIM_MIDDLE, 1)
+    assert prefix + middle + suffix == text and rate > 0
+
+
+@given(st.text(max_size=300), st.integers(1, 50))
+def test_chunks_cover_the_text_in_order(text, size):
+    pieces = chunks(text, size)
+    assert "".join(pieces) == text and all(pieces)
+
+
+def test_the_standard_library_corpus_has_no_tests():
+    files = stdlib_files()
+    assert len(files) > 300 and all("test" not in p.parts and "tests" not in p.parts for p in files)
+
+
+def test_the_teacher_never_sees_a_validation_or_test_file(tmp_path, cache_dir):
+    cfg = compose_config("train", tmp_path, cache_dir, ["teacher=pretrained"])
+    dataset = build(compose_config("train", tmp_path, cache_dir).data.source).build()
+    node = cfg.teacher.backend.name_or_path
+    splits = split_corpus(build(node.corpus), node.validation_size, node.test_size, node.split_seed, node.split_by)
+    contents = {name: set(texts) for name, texts in splits.items()}
+    for name in ("validation", "test"):
+        files = {row["hexsha"] for row in dataset[name]}
+        assert files and not contents["train"] & contents[name]
+        assert len(contents[name]) == len(files)  # the same files on the same side as the dataset's split
+
+
+def test_pretraining_builds_a_loadable_fim_teacher_once(tmp_path, cache_dir):
+    folder = pretrain(compose_config("pretrain", tmp_path, cache_dir, TINY))
+    report = json.loads(Path(folder, "pretraining.json").read_text())
+    assert report["tokens"] == 4 * 4 * 64 and set(report["bits_per_byte"]) == {"corpus_validation"}
+    model, tokenizer = AutoModelForCausalLM.from_pretrained(folder), AutoTokenizer.from_pretrained(folder)
+    assert {"<fim-prefix>", "<fim-suffix>", "<fim-middle>", EOS} <= set(tokenizer.get_vocab())
+    assert model.config.multi_query and model.config.vocab_size == len(tokenizer)
+    stamp = Path(folder, "model.safetensors").stat().st_mtime_ns
+    assert pretrain(compose_config("pretrain", tmp_path, cache_dir, TINY)) == folder  # built once, reused
+    assert Path(folder, "model.safetensors").stat().st_mtime_ns == stamp
+    other = pretrain(compose_config("pretrain", tmp_path, cache_dir, [*TINY, "teacher.backend.name_or_path.steps=5"]))
+    assert other != folder
+
+
+def test_the_pretrained_teacher_labels_the_dataset(tmp_path, cache_dir):
+    cfg = compose_config("train", tmp_path, cache_dir, ["debug=fdr", *TINY])
+    data = build(cfg.data.source).build()
+    assert set(data["train"]["teacher"]) == {"pretrained_gpt_bigcode"}
