@@ -71,7 +71,9 @@ def _model_path(option: str) -> str:
 
 @pytest.mark.parametrize("option", _options("eval_model"))
 def test_every_eval_model_composes_and_imports(make_config, option):
-    cfg = make_config("eval", [f"eval_model={option}", _model_path(option), "tasks.fim_heldout.dataset_dir=d"])
+    overrides = [f"eval_model={option}", _model_path(option), "tasks.fim_heldout.dataset_dir=d"]
+    overrides.append("tasks.fim_corpus.path=c")
+    cfg = make_config("eval", overrides)
     OmegaConf.resolve(cfg)
     for target in _targets(cfg):
         assert callable(get_object(target)), target

