@@ -211,3 +211,14 @@ def test_unpaired_student_targets_count_for_cross_entropy_only():
     torch.testing.assert_close(ce, F.cross_entropy(logits[0], targets))
     expected = per_row(logits[0, [0, 2]], teacher, "forward_kl").mean()
     torch.testing.assert_close(kd, expected)
+
+
+def test_on_policy_targets_train_through_the_divergence_only():
+    """The student's own samples are no labels: GKD's on-policy batches ignore ce_weight."""
+    logits, rows, targets = torch.randn(1, 3, 5), torch.tensor([0, 1, 2]), torch.tensor([1, 2, 3])
+    teacher = DENSE(logits=torch.randn(3, 5))
+    _, kd = label_and_divergence(logits, rows, targets, teacher, None, "jsd", 2.0, 0.5)
+    out = DistillationLoss("jsd", ce_weight=0.7, temperature=2.0, lmbda=0.5)(
+        logits, rows, targets, teacher, on_policy=True
+    )
+    assert out["loss"].item() == pytest.approx(4.0 * kd.item(), rel=1e-6)

@@ -246,9 +246,11 @@ class DistillationLoss:
         teacher: TeacherDistribution | None = None,
         paired: torch.Tensor | None = None,
         rationale_loss: torch.Tensor | None = None,
+        on_policy: bool = False,
     ) -> dict[str, torch.Tensor]:
         """{"label_loss", "kd_loss" (with a divergence), "rationale_loss" (when used), "loss"}; the arguments
-        are `label_and_divergence`'s."""
+        are `label_and_divergence`'s. `on_policy`: the targets are the student's own samples, which are no
+        labels: only the divergence trains (GKD), whatever `ce_weight` says."""
         if self.needs_teacher and teacher is None:
             raise ConfigError(f"loss.divergence={self.divergence} needs the teacher's distribution: set teacher_logits")
         ce, kd = label_and_divergence(
@@ -267,7 +269,7 @@ class DistillationLoss:
         if self.needs_teacher:
             scale = self.temperature**2 if self.divergence in TOKEN_WISE else 1.0
             out["kd_loss"] = kd
-            label = self.ce_weight * ce + (1 - self.ce_weight) * scale * kd
+            label = scale * kd if on_policy else self.ce_weight * ce + (1 - self.ce_weight) * scale * kd
         out["loss"] = self.alpha * label
         if self.uses_rationale:
             out["rationale_loss"] = rationale_loss
@@ -282,17 +284,18 @@ def batch_losses(
     shift: bool,
     teacher: tuple[TeacherDistribution, torch.Tensor] | None = None,
     rationale_loss: torch.Tensor | None = None,
+    on_policy: bool = False,
 ) -> dict[str, torch.Tensor]:
     """`loss` on a batch as the LightningModules hold it: the student's `logits` [B, L, V] and `labels`
     [B, L] (-100: no target), and the teacher's (distribution, mask) over its own positions, paired with the
-    student's targets in order (`aligned`)."""
+    student's targets in order (`aligned`); `on_policy` as `DistillationLoss` says."""
     mask, shifted = target_mask(labels, shift)
     rows, targets = mask.reshape(-1).nonzero().squeeze(-1), shifted[mask]
     distribution = paired = None
     if teacher is not None and loss.needs_teacher:
         paired, teacher_rows = aligned(mask, teacher[1].to(mask.device))
         distribution = teacher[0].rows(teacher_rows)
-    return loss(logits, rows, targets, distribution, paired, rationale_loss)
+    return loss(logits, rows, targets, distribution, paired, rationale_loss, on_policy)
 
 
 @torch.no_grad()

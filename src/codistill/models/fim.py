@@ -92,7 +92,8 @@ class FIMDistiller(pl.LightningModule):
         label = batch["label"]
         teacher = self.teacher.distribution(batch) if self.loss.needs_teacher else None
         rationale = self.model(**batch["rationale"]).loss if self.loss.uses_rationale else None
-        return batch_losses(self.loss, self._logits(label), label["labels"], self.causal, teacher, rationale)
+        logits, on_policy = self._logits(label), batch.get("on_policy", False)
+        return batch_losses(self.loss, logits, label["labels"], self.causal, teacher, rationale, on_policy)
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         if self.loss.lmbda and random.random() < self.loss.lmbda:
@@ -116,7 +117,8 @@ class FIMDistiller(pl.LightningModule):
 
     def on_policy(self, batch: dict) -> dict:
         """GKD's on-policy batch: the student samples each middle itself (temperature 1), and the targets are
-        its samples, which the online teacher then scores in the same tokens."""
+        its samples, which the online teacher then scores in the same tokens; only the divergence trains on
+        them (they are no labels)."""
         was_training = self.model.training
         self.model.eval()
         prompts = _prompts(batch["label"])
@@ -139,7 +141,7 @@ class FIMDistiller(pl.LightningModule):
         )
         label = {"input_ids": ids, "attention_mask": attention, "labels": labels}
         label = {k: v.to(self.device) for k, v in label.items()}
-        return {**batch, "label": label, "teacher": label}
+        return {**batch, "label": label, "teacher": label, "on_policy": True}
 
     def _stop_ids(self) -> set[int]:
         vocab = self.tokenizer.get_vocab()
