@@ -105,6 +105,14 @@ def generate_ids(
     return outputs
 
 
+def encode_pair(tokenizer, prompt: str, continuation: str, room: int | None) -> tuple[list[int], list[int]]:
+    """(prompt ids, continuation ids), tokenized apart (the continuation's tokens are what the model alone
+    makes of it); with `room`, the prompt keeps only its newest tokens that fit beside the continuation in
+    `room` positions (at least one)."""
+    p, c = (tokenizer(text, add_special_tokens=False)["input_ids"] for text in (prompt, continuation))
+    return (p[-max(1, room - len(c)) :] if room else p), c
+
+
 def encode_prompts(model, tokenizer, prompts: list[str], max_new_tokens: int, truncate_left: bool) -> list[list[int]]:
     """Token ids of causal-LM prompts that leave room for `max_new_tokens` in the model's context: a
     longer prompt raises a ConfigError, or with `truncate_left` loses its oldest tokens."""

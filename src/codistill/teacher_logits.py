@@ -21,13 +21,8 @@ from transformers import AutoTokenizer
 from codistill.data import schema
 from codistill.data.batching import right_padded
 from codistill.errors import ConfigError
-from codistill.generation import context_length, load_causal_lm, pad_id_of
+from codistill.generation import context_length, encode_pair, load_causal_lm, pad_id_of
 from codistill.losses import IGNORE_INDEX, TeacherDistribution, target_mask
-
-
-def target_ids(tokenizer, label: str, eos_token: str) -> list[int]:
-    """The positions a teacher distribution covers: the label's tokens, then end-of-text."""
-    return tokenizer(label + eos_token, add_special_tokens=False)["input_ids"]
 
 
 class OnlineTeacher:
@@ -38,12 +33,8 @@ class OnlineTeacher:
     requires = (schema.TEACHER_PROMPT,)  # what the dataset must hold
 
     def __init__(self, model, tokenizer, name: str, eos_token: str):
-        self.model, self.tokenizer, self.name, self.eos_token = (
-            model.eval().requires_grad_(False),
-            tokenizer,
-            name,
-            eos_token,
-        )
+        self.model, self.tokenizer = model.eval().requires_grad_(False), tokenizer
+        self.name, self.eos_token = name, eos_token
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | None, eos_token: str, dtype: str = "auto", device: str = "auto"):
@@ -65,10 +56,10 @@ class OnlineTeacher:
 
     def encode(self, row: dict, label_column: str) -> dict:
         """The teacher's tokens for a row: its PSM prompt (oldest tokens dropped past the context), then the
-        targets, with labels -100 on the prompt."""
-        targets = target_ids(self.tokenizer, row[label_column], self.eos_token)
-        prompt = self.tokenizer(row[schema.TEACHER_PROMPT], add_special_tokens=False)["input_ids"]
-        prompt = prompt[-max(1, context_length(self.model) - len(targets)) :]
+        targets (the label and end-of-text, as offline scoring tokenizes them), with labels -100 on the prompt."""
+        prompt, targets = encode_pair(
+            self.tokenizer, row[schema.TEACHER_PROMPT], row[label_column] + self.eos_token, context_length(self.model)
+        )
         return {"teacher_input_ids": prompt + targets, "teacher_labels": [IGNORE_INDEX] * len(prompt) + targets}
 
     def collate(self, rows: list[dict]) -> dict:

@@ -4,10 +4,12 @@ import torch
 import torch.nn.functional as F
 
 from codistill.backends import Backend, TokenScores
+from codistill.data.batching import right_padded
 from codistill.generation import (
     Sampling,
     context_length,
     cut_at_stop_strings,
+    encode_pair,
     encode_prompts,
     generate_ids,
     load_causal_lm,
@@ -56,23 +58,15 @@ class HFBackend(Backend):
     def _score(self, pairs: list[tuple[str, str]], top_k: int) -> list[TokenScores]:
         """Teacher-forced forward passes, longest first, `batch_size` at a time, right-padded (padding after
         a sequence changes nothing before it); a prompt too long for the context loses its oldest tokens."""
-        encode = self.tokenizer
-        rows = []
-        for prompt, continuation in pairs:
-            c = encode(continuation, add_special_tokens=False)["input_ids"]
-            p = encode(prompt, add_special_tokens=False)["input_ids"][-max(1, self.context_length - len(c)) :]
-            rows.append((p, c))
+        rows = [
+            encode_pair(self.tokenizer, prompt, continuation, self.context_length) for prompt, continuation in pairs
+        ]
         order = sorted(range(len(rows)), key=lambda i: -sum(map(len, rows[i])))
         out: list[TokenScores | None] = [None] * len(rows)
         device, pad = next(self.model.parameters()).device, pad_id_of(self.tokenizer)
         for start in range(0, len(order), self.batch_size):
             batch = order[start : start + self.batch_size]
-            width = max(len(rows[i][0]) + len(rows[i][1]) for i in batch)
-            ids = torch.full((len(batch), width), pad, dtype=torch.long)
-            mask = torch.zeros_like(ids)
-            for r, i in enumerate(batch):
-                seq = rows[i][0] + rows[i][1]
-                ids[r, : len(seq)], mask[r, : len(seq)] = torch.tensor(seq), 1
+            ids, mask = right_padded([rows[i][0] + rows[i][1] for i in batch], pad)
             logits = self.model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
             for r, i in enumerate(batch):
                 p, c = rows[i]

@@ -12,6 +12,7 @@ from transformers import AutoTokenizer
 
 from codistill.backends import Backend, TokenScores
 from codistill.errors import ConfigError
+from codistill.generation import encode_pair
 from codistill.llm.client import LLMClient, Request
 from codistill.llm.generated import Generation
 from codistill.llm.store import ResultStore, content_key
@@ -78,9 +79,8 @@ class OpenAIBackend(Backend):
         params = {"max_tokens": 1, "temperature": 0, "prompt_logprobs": max(top_k, 1)}
         requests = []
         for key, (prompt, continuation) in missing:
-            p, c = (self.tokenizer(text, add_special_tokens=False)["input_ids"] for text in (prompt, continuation))
-            if self.context_length:
-                p = p[-max(1, self.context_length - 1 - len(c)) :]
+            room = self.context_length - 1 if self.context_length else None  # and the one token generated
+            p, c = encode_pair(self.tokenizer, prompt, continuation, room)
             read = partial(prompt_scores, ids=c, top_k=top_k)
             requests.append(Request(key, prompt + continuation, "score", params=params, ids=(*p, *c), read=read))
         self.client.complete(requests, store, desc)
