@@ -111,12 +111,18 @@ def buckets(student_logits: torch.Tensor, teacher: TeacherDistribution, temperat
     ids = teacher.ids.long()
     s_top = s.gather(-1, ids)
     s_tail = torch.logsumexp(s.scatter(-1, ids, float("-inf")), -1, keepdim=True).clamp_min(EMPTY)
+    s = torch.cat([s_top, s_tail], -1)
+    if temperature != 1:
+        s = F.log_softmax(s / temperature, -1)
+    return s, teacher_buckets(teacher, temperature)
+
+
+def teacher_buckets(teacher: TeacherDistribution, temperature: float = 1.0) -> torch.Tensor:
+    """A sparse teacher's log-probabilities over its k ids and the tail bucket, tempered as `buckets` says."""
     tail = _wide(teacher.tail)
     t_tail = torch.where(tail > TAIL_NOISE, tail.clamp_min(TAIL_NOISE).log(), EMPTY).unsqueeze(-1)
-    s, t = torch.cat([s_top, s_tail], -1), torch.cat([_wide(teacher.logprobs), t_tail], -1)
-    if temperature != 1:
-        s, t = F.log_softmax(s / temperature, -1), F.log_softmax(t / temperature, -1)
-    return s, t
+    t = torch.cat([_wide(teacher.logprobs), t_tail], -1)
+    return F.log_softmax(t / temperature, -1) if temperature != 1 else t
 
 
 def divergence_per_row(
@@ -127,7 +133,7 @@ def divergence_per_row(
         p = F.softmax(_wide(student_logits) / temperature, -1)
         if teacher.dense:
             return sorted_l1(p, F.softmax(_wide(teacher.logits) / temperature, -1))
-        _, t = buckets(student_logits, teacher, temperature)  # the teacher's k probabilities, then its tail
+        t = teacher_buckets(teacher, temperature)  # the teacher's k probabilities, then its tail
         q = t[..., :-1].exp().sort(-1, descending=True).values
         p_top = p.topk(min(q.shape[-1], p.shape[-1]), -1).values
         p_rest, q_rest = (1 - p_top.sum(-1)).clamp_min(0), t[..., -1].exp()
