@@ -4,6 +4,7 @@ distributions round-trip through the dataset and resume, and KD does what it is 
 import csv
 import glob
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -22,6 +23,7 @@ from codistill.data.formatting import encode_causal_fim
 from codistill.errors import ConfigError, build
 from codistill.llm.store import ResultStore
 from codistill.losses import IGNORE_INDEX, target_mask
+from codistill.teacher_logits import OfflineTeacher
 from conftest import compose_config
 from openai_server import FakeOpenAI
 
@@ -249,3 +251,14 @@ def test_a_served_teacher_fills_the_offline_columns_through_prompt_logprobs(tmp_
         assert (logprobs[:, :-1] >= logprobs[:, 1:]).all()  # most likely first
     assert len(scoring) == sum(len(split) for split in data.values())  # one request per row, token ids sent
     assert all(isinstance(body["prompt"], list) and body["prompt_logprobs"] == 4 for body in scoring)
+
+
+def test_fewer_ids_than_stored_move_the_rest_of_the_mass_into_the_tail():
+    row = {
+        schema.TEACHER_TOPK_IDS: [[3, 1, 2]],
+        schema.TEACHER_TOPK_LOGPROBS: [[math.log(0.5), math.log(0.2), math.log(0.1)]],
+        schema.TEACHER_TAIL_MASS: [0.2],
+    }
+    top = OfflineTeacher(top_k=2).collate([row])["teacher_topk"]
+    assert top["ids"].tolist() == [[[3, 1]]] and top["mask"].tolist() == [[True]]
+    torch.testing.assert_close(top["tail"], torch.tensor([[0.3]]))

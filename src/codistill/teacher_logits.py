@@ -109,7 +109,8 @@ class OfflineTeacher:
         return {}
 
     def collate(self, rows: list[dict]) -> dict:
-        """[B, L, k] ids and log-probabilities, [B, L] tail and mask (padding: id 0, masked out)."""
+        """[B, L, k] ids and log-probabilities, [B, L] tail and mask (padding: id 0, masked out). A dataset
+        stored with a larger k gives its first `top_k` ids, and the mass of the rest joins the tail."""
         lengths = _lengths(rows, schema.TEACHER_TOPK_IDS)
         width, k = int(lengths.max()), self.top_k
         ids, logprobs = np.zeros((len(rows), width, k), np.int64), np.zeros((len(rows), width, k), np.float32)
@@ -117,9 +118,11 @@ class OfflineTeacher:
         for i, row in enumerate(rows):
             n = lengths[i]
             if n:
+                stored = np.asarray(row[schema.TEACHER_TOPK_LOGPROBS], np.float32)
                 ids[i, :n] = np.asarray(row[schema.TEACHER_TOPK_IDS])[:, :k]
-                logprobs[i, :n] = np.asarray(row[schema.TEACHER_TOPK_LOGPROBS], np.float32)[:, :k]
-                tail[i, :n] = row[schema.TEACHER_TAIL_MASS]
+                logprobs[i, :n] = stored[:, :k]
+                # the ids stored beyond the first k join the tail
+                tail[i, :n] = np.asarray(row[schema.TEACHER_TAIL_MASS]) + np.exp(stored[:, k:]).sum(-1)
         mask = np.arange(width) < lengths[:, None]
         return {
             "teacher_topk": {
