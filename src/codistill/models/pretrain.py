@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
-from transformers import GPTBigCodeForCausalLM, get_cosine_schedule_with_warmup
+from transformers import get_cosine_schedule_with_warmup
 
 from codistill.data.splits import assign_splits, file_id, group_of
 from codistill.errors import ConfigError, build
@@ -154,8 +154,7 @@ def pretrained_gpt_bigcode(
                 "teacher.backend.name_or_path.stdlib=true or give it a corpus"
             )
         weight = corpus_weight if len(library_blocks) and len(own_blocks) else float(len(own_blocks) > 0)
-        save_gpt_bigcode(out, tokenizer, n_positions, n_embd, n_layer, n_head, seed)
-        model = GPTBigCodeForCausalLM.from_pretrained(out).train()
+        model = save_gpt_bigcode(out, tokenizer, n_positions, n_embd, n_layer, n_head, seed).train()
         optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.1, betas=(0.9, 0.95))
         schedule = get_cosine_schedule_with_warmup(optimizer, max(1, steps // 20), steps)
         rng, started = np.random.default_rng(seed), time.perf_counter()

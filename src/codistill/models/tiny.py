@@ -117,8 +117,11 @@ def gpt_bigcode_with_tokenizer(
     return cached_folder(cache_dir, f"gpt_bigcode-{name}-p{n_positions}-d{n_embd}-l{n_layer}-s{seed}", build)
 
 
-def save_gpt_bigcode(out: Path, tokenizer, n_positions: int, n_embd: int, n_layer: int, n_head: int, seed: int):
-    """A randomly initialised GPTBigCode with multi-query attention around `tokenizer`, saved with it."""
+def save_gpt_bigcode(
+    out: Path, tokenizer, n_positions: int, n_embd: int, n_layer: int, n_head: int, seed: int
+) -> GPTBigCodeForCausalLM:
+    """A randomly initialised GPTBigCode with multi-query attention around `tokenizer`, saved with it and
+    returned."""
     config = GPTBigCodeConfig(
         vocab_size=len(tokenizer),
         n_positions=n_positions,
@@ -130,8 +133,10 @@ def save_gpt_bigcode(out: Path, tokenizer, n_positions: int, n_embd: int, n_laye
         eos_token_id=tokenizer.eos_token_id,
     )
     torch.manual_seed(seed)
-    GPTBigCodeForCausalLM(config).save_pretrained(out)
+    model = GPTBigCodeForCausalLM(config)
+    model.save_pretrained(out)
     tokenizer.save_pretrained(out)
+    return model
 
 
 def tiny_t5(
