@@ -20,9 +20,6 @@ def summarize(data: DatasetDict) -> dict[str, dict[str, float]]:
     distributions cost per token."""
     rows = {}
     for name, split in data.items():
-        if len(split) == 0:
-            rows[name] = {"rows": 0}
-            continue
         teacher = fim_metrics(split[schema.TEACHER_MIDDLE], split[schema.MIDDLE])
         rows[name] = {"rows": len(split), **{f"teacher_{k}": v for k, v in teacher.items()}}
         if schema.TEACHER_TAIL_MASS in split.column_names:
