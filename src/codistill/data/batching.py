@@ -80,7 +80,8 @@ def epoch_batches(sampler, epoch: int) -> list[list[int]]:
 
 
 def right_padded(rows: list[list[int]], value: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(rows right-padded with `value` into a long tensor, the attention mask of the real positions)."""
+    """(rows right-padded with `value` into a long tensor, the attention mask of the real positions); filled
+    in numpy, several times faster than a tensor per row."""
     lengths = np.fromiter(map(len, rows), dtype=np.int64, count=len(rows))
     out = np.full((len(rows), int(lengths.max())), value, dtype=np.int64)
     for i, row in enumerate(rows):

@@ -15,12 +15,18 @@ from datasets import Dataset, DatasetDict, load_dataset
 from pytorch_lightning.utilities import rank_zero_info, rank_zero_warn
 from torch.utils.data import DataLoader
 
-from codistill.data.batching import EpochShuffle, LengthGroupedBatchSampler, epoch_batches, padding_fraction_of
+from codistill.data.batching import (
+    EpochShuffle,
+    LengthGroupedBatchSampler,
+    epoch_batches,
+    padding_fraction_of,
+    right_padded,
+)
 from codistill.errors import ConfigError
+from codistill.losses import IGNORE_INDEX
 
 SAMPLE_EXERCISES = Path(__file__).parent / "exercises_sample.jsonl"
 COLUMNS = ("problem", "solution")
-IGNORE_INDEX = -100
 
 
 def load_exercises(path: str) -> Dataset:
@@ -218,15 +224,8 @@ class ExercisesDataModule(pl.LightningDataModule):
             )
 
     def collate(self, rows: list[dict]) -> dict[str, torch.Tensor]:
-        width = max(len(r["input_ids"]) for r in rows)
-        input_ids = torch.full((len(rows), width), self.pad_token_id, dtype=torch.long)
-        labels = torch.full((len(rows), width), IGNORE_INDEX, dtype=torch.long)
-        attention_mask = torch.zeros((len(rows), width), dtype=torch.long)
-        for i, row in enumerate(rows):
-            n = len(row["input_ids"])
-            input_ids[i, :n] = torch.as_tensor(row["input_ids"])
-            labels[i, :n] = torch.as_tensor(row["labels"])
-            attention_mask[i, :n] = 1
+        input_ids, attention_mask = right_padded([r["input_ids"] for r in rows], self.pad_token_id)
+        labels, _ = right_padded([r["labels"] for r in rows], IGNORE_INDEX)
         return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
 
     def _train_set(self):

@@ -7,6 +7,8 @@ student's `CodeTokenizer`, so the code between them survives tokenization exactl
 the prefixes its student learnt (`CodeTokenizer.task_prefixes`) and saves them with it.
 """
 
+from codistill.losses import IGNORE_INDEX
+
 FIM_PREFIX, FIM_SUFFIX, FIM_MIDDLE = "<fim_prefix>", "<fim_suffix>", "<fim_middle>"
 STUDENT_MARKERS = (FIM_PREFIX, FIM_SUFFIX, FIM_MIDDLE)
 LABEL_TASK, RATIONALE_TASK = "label", "rationale"
@@ -36,7 +38,7 @@ def encode_causal_fim(
     prompt = [sentinel(fim.prefix), *p_ids, sentinel(fim.suffix), *s_ids, sentinel(fim.middle)]
     target = tokenizer(label, add_special_tokens=False)["input_ids"]
     target = target[:max_target] if len(target) >= max_target else [*target, eos_id]
-    return prompt + target, [-100] * len(prompt) + target
+    return prompt + target, [IGNORE_INDEX] * len(prompt) + target
 
 
 def encode_fim_input(tokenizer, task: str, prefix: str, suffix: str, max_length: int) -> list[int]:
