@@ -5,7 +5,6 @@ import json
 import tempfile
 from pathlib import Path
 
-import wandb
 from pytorch_lightning.loggers import WandbLogger
 from pytorch_lightning.strategies import DeepSpeedStrategy
 from pytorch_lightning.utilities.deepspeed import convert_zero_checkpoint_to_fp32_state_dict
@@ -48,6 +47,8 @@ def export_student(
     tokenizer.save_pretrained(folder)
     for logger in trainer.loggers:
         if isinstance(logger, WandbLogger) and log_model:
+            import wandb  # only with a wandb logger: the package is slow to import and heavy to ship
+
             artifact = wandb.Artifact(f"student-{logger.experiment.id}", type="model", metadata=metrics)
             artifact.add_dir(str(folder))
             logger.experiment.log_artifact(artifact)
