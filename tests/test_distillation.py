@@ -22,7 +22,7 @@ from codistill.data.fim_datamodule import load_distillation_dataset
 from codistill.data.formatting import encode_causal_fim
 from codistill.errors import ConfigError, build
 from codistill.llm.store import ResultStore
-from codistill.losses import IGNORE_INDEX, target_mask
+from codistill.losses import IGNORE_INDEX, Projection, target_mask
 from codistill.teacher_logits import OfflineTeacher
 from conftest import compose_config
 from openai_server import FakeOpenAI
@@ -180,6 +180,24 @@ def test_the_online_teacher_scores_exactly_the_students_targets(shared, cache_di
     _, t_mask = teacher.distribution(batch)
     _, t_labels = target_mask(batch["teacher"]["labels"], shift=True)
     assert torch.equal(s_labels[s_mask], t_labels[t_mask])
+
+
+def test_the_fused_path_sees_what_the_logits_are_made_of(shared, cache_dir):
+    """The fused kernels take hidden states and output embeddings instead of logits: their product must be
+    the logits of both models, at the same positions (the kernels themselves run in tests/test_liger.py)."""
+    cfg = compose_config("train", shared, cache_dir, ["debug=fdr", *CAUSAL, "loss=forward_kl"])
+    teacher, student = build(cfg.teacher_logits), build(cfg.student)
+    datamodule = build(cfg.data, tokenizer=student.tokenizer, teacher=teacher)
+    datamodule.setup()
+    batch = next(iter(datamodule.train_dataloader()))
+    (dense, mask), (projected, projected_mask) = teacher.distribution(batch), teacher.projection(batch)
+    assert torch.equal(mask, projected_mask)
+    torch.testing.assert_close(projected.hidden @ projected.weight.T, dense.logits, rtol=1e-5, atol=1e-5)
+    label = batch["label"]
+    model = student.model.eval()
+    mine = Projection.of(model, label["input_ids"], label["attention_mask"])
+    logits = model(input_ids=label["input_ids"], attention_mask=label["attention_mask"]).logits
+    torch.testing.assert_close(mine.hidden @ mine.weight.T, logits, rtol=1e-5, atol=1e-5)
 
 
 def kd_curve(path: str) -> list[float]:

@@ -1,6 +1,7 @@
 """The distillation losses against hand-computed values on small tensors."""
 
 import math
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -181,11 +182,42 @@ def test_step_by_step_arithmetic(alpha):
         ({"divergence": "kl"}, "loss.divergence='kl' is not one of"),
         ({"ce_weight": 0.5}, "need a teacher distribution"),
         ({"divergence": "jsd", "temperature": 0}, "loss.temperature=0 must be > 0"),
+        ({"kernel": "triton"}, "loss.kernel='triton' is not one of: auto, torch, liger"),
     ],
 )
 def test_bad_settings_name_the_fix(kwargs, message):
     with pytest.raises(ConfigError, match=message):
         DistillationLoss(**kwargs)
+
+
+ONLINE, OFFLINE = SimpleNamespace(online=True), SimpleNamespace(online=False)
+
+
+@pytest.mark.parametrize(
+    ("loss", "device", "installed", "teacher", "whole_head", "fused"),
+    [
+        (("forward_kl",), "cuda", True, ONLINE, True, True),
+        (("jsd", 1.0, 1.0, 1.0, 0.3), "cuda", True, ONLINE, True, True),
+        (("forward_kl",), "cpu", True, ONLINE, True, False),  # Triton kernels need a GPU
+        (("forward_kl",), "cuda", False, ONLINE, True, False),  # liger-kernel not installed
+        (("forward_kl",), "cuda", True, OFFLINE, True, False),  # stored top-k: no teacher hidden states
+        (("forward_kl",), "cuda", True, ONLINE, False, False),  # ZeRO-3 slices, or a seq2seq student
+        (("uld",), "cuda", True, ONLINE, True, False),  # sorted probabilities, not token by token
+        ((), "cuda", True, ONLINE, True, False),
+    ],
+)
+def test_the_fused_kernels_are_taken_only_where_they_apply(
+    monkeypatch, loss, device, installed, teacher, whole_head, fused
+):
+    monkeypatch.setattr("codistill.losses.liger_installed", lambda: installed)
+    device = torch.device(device)
+    assert DistillationLoss(*loss).fused(device, teacher, whole_head) is fused
+    assert DistillationLoss(*loss, kernel="torch").fused(device, teacher, whole_head) is False
+    if fused:
+        assert DistillationLoss(*loss, kernel="liger").fused(device, teacher, whole_head) is True
+    else:  # asked for by name, and impossible: say why and what to set
+        with pytest.raises(ConfigError, match="loss.kernel=liger fuses .* set loss.kernel=auto"):
+            DistillationLoss(*loss, kernel="liger").fused(device, teacher, whole_head)
 
 
 def test_token_wise_losses_refuse_other_vocabularies_and_name_uld():

@@ -34,6 +34,13 @@ def launch_environment() -> ClusterEnvironment | None:
     return None
 
 
+def zero3(strategy) -> bool:
+    """Whether each rank holds only a slice of every weight (DeepSpeed ZeRO stage 3)."""
+    from pytorch_lightning.strategies import DeepSpeedStrategy
+
+    return isinstance(strategy, DeepSpeedStrategy) and strategy.zero_stage_3
+
+
 def rank_and_world() -> tuple[int, int]:
     return (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
 

@@ -16,6 +16,7 @@ Divergences, per position, on log-probabilities `s` (student) and `t` (teacher):
   so teacher and student may have different vocabularies (the shorter padded with zeros).
 """
 
+import importlib.util
 import math
 from dataclasses import dataclass, fields
 
@@ -30,6 +31,7 @@ DIVERGENCES = ("forward_kl", "reverse_kl", "jsd", "uld")
 TOKEN_WISE = ("forward_kl", "reverse_kl", "jsd")  # compare token i of one vocabulary with token i of the other
 EMPTY = -1e4  # the log-probability of an empty tail bucket: exp() is 0, and no inf reaches a gradient
 TAIL_NOISE = 1e-6  # a tail below this is the rounding of 1 - sum(top k), not mass: the bucket is empty
+KERNELS = ("auto", "torch", "liger")
 
 
 @dataclass
@@ -190,6 +192,56 @@ def label_and_divergence(
     return ce / max(n, 1), kd / max(int(paired.sum()), 1)
 
 
+@dataclass
+class Projection:
+    """A causal LM's output before its last layer: hidden states [..., H] and the output embeddings [V, H]
+    whose product are its logits. Fused kernels take this instead of logits, and never hold [N, V] whole."""
+
+    hidden: torch.Tensor
+    weight: torch.Tensor
+
+    @classmethod
+    def of(cls, model, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> "Projection":
+        head = model.get_output_embeddings()
+        if getattr(head, "bias", None) is not None:
+            raise ConfigError(
+                f"{type(model).__name__}'s output layer has a bias, which the fused path does not "
+                "add: set loss.kernel=torch"
+            )
+        hidden = model.base_model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        return cls(hidden, head.weight)
+
+
+def liger_installed() -> bool:
+    return importlib.util.find_spec("liger_kernel") is not None
+
+
+def fused_label_and_divergence(
+    student: Projection,
+    rows: torch.Tensor,
+    targets: torch.Tensor,
+    teacher: Projection,
+    teacher_rows: torch.Tensor,
+    paired: torch.Tensor,
+    divergence: str = "forward_kl",
+    temperature: float = 1.0,
+    beta: float = 0.5,
+):
+    """`label_and_divergence` for a dense teacher, by liger-kernel's fused linear cross-entropy and generalized
+    JSD (Triton, GPU only): the logits of both models are made a chunk at a time inside the kernels and
+    their gradients folded into the hidden states and the student's output embeddings, so no [N, V] tensor
+    outlives a chunk. `teacher_rows` are the teacher's flat positions of the targets `paired` marks. Beta 0
+    and 1 are forward and reverse KL, as here (checked against the torch path in tests/test_liger.py)."""
+    from liger_kernel.transformers import LigerFusedLinearCrossEntropyLoss, LigerFusedLinearJSD
+
+    hidden = student.hidden.reshape(-1, student.hidden.shape[-1])[rows]
+    ce = LigerFusedLinearCrossEntropyLoss()(student.weight, hidden, targets)
+    beta = {"forward_kl": 0.0, "reverse_kl": 1.0}.get(divergence, beta)
+    t_hidden = teacher.hidden.reshape(-1, teacher.hidden.shape[-1])[teacher_rows]
+    jsd = LigerFusedLinearJSD(jsd_beta=beta, temperature=temperature)
+    return ce, jsd(hidden[paired], student.weight, t_hidden.to(hidden.dtype), teacher.weight.to(hidden.dtype), None)
+
+
 class DistillationLoss:
     """The loss of every student, from its label logits, the teacher's distribution, and the rationale
     task's loss (seq2seq students):
@@ -200,7 +252,8 @@ class DistillationLoss:
     (Hsieh et al. 2023; `alpha` < 1: `step_by_step`); with one, the student also matches the teacher's
     distribution (see the module docstring), and `step_by_step` + KD is one config. `lmbda` is GKD's
     on-policy fraction: that share of training batches has targets the student samples itself, scored by
-    the online teacher."""
+    the online teacher. `kernel`: `torch` (chunked, any device), `liger` (liger-kernel's fused linear
+    kernels, see `fused_label_and_divergence`), or `auto` (liger where it applies and is installed)."""
 
     def __init__(
         self,
@@ -211,7 +264,10 @@ class DistillationLoss:
         beta: float = 0.5,
         lmbda: float = 0.0,
         chunk_size: int = 1024,
+        kernel: str = "auto",
     ):
+        if kernel not in KERNELS:
+            raise ConfigError(f"loss.kernel={kernel!r} is not one of: {', '.join(KERNELS)}")
         if divergence is not None and divergence not in DIVERGENCES:
             raise ConfigError(f"loss.divergence={divergence!r} is not one of: {', '.join(DIVERGENCES)} (or null)")
         for name, value in (("alpha", alpha), ("ce_weight", ce_weight), ("beta", beta), ("lmbda", lmbda)):
@@ -226,6 +282,7 @@ class DistillationLoss:
             )
         self.divergence, self.ce_weight, self.alpha = divergence, float(ce_weight), float(alpha)
         self.temperature, self.beta, self.lmbda, self.chunk_size = float(temperature), float(beta), lmbda, chunk_size
+        self.kernel = kernel
 
     @property
     def uses_rationale(self) -> bool:
@@ -270,6 +327,25 @@ class DistillationLoss:
             self.beta,
             self.chunk_size,
         )
+        return self.mix(ce, kd, rationale_loss, on_policy)
+
+    def fused(self, device: torch.device, teacher, whole_head: bool) -> bool:
+        """Whether a step takes liger-kernel's fused path: a token-wise divergence from an online teacher
+        (dense, its hidden states at hand), on a GPU with liger-kernel installed, for a student whose logits
+        are its output embeddings times its last hidden states, all on this rank (`whole_head`: a causal
+        student, not under ZeRO-3)."""
+        applies = self.divergence in TOKEN_WISE and getattr(teacher, "online", False) and whole_head
+        available = device.type == "cuda" and liger_installed()
+        if self.kernel == "liger" and not (applies and available):
+            raise ConfigError(
+                "loss.kernel=liger fuses a token-wise divergence from teacher_logits=online into a causal student on "
+                "a CUDA GPU with liger-kernel installed (pip install 'codistill[liger]'), not under ZeRO-3: set "
+                "loss.kernel=auto"
+            )
+        return self.kernel != "torch" and applies and available
+
+    def mix(self, ce, kd, rationale_loss=None, on_policy=False) -> dict[str, torch.Tensor]:
+        """The losses from the label's cross-entropy `ce`, the divergence `kd` and the rationale's loss."""
         out = {"label_loss": ce}
         label = ce
         if self.needs_teacher:
@@ -285,21 +361,26 @@ class DistillationLoss:
 
 def batch_losses(
     loss: "DistillationLoss",
-    logits: torch.Tensor,
+    logits: "torch.Tensor | Projection",
     labels: torch.Tensor,
     shift: bool,
-    teacher: tuple[TeacherDistribution, torch.Tensor] | None = None,
+    teacher: "tuple[TeacherDistribution | Projection, torch.Tensor] | None" = None,
     rationale_loss: torch.Tensor | None = None,
     on_policy: bool = False,
 ) -> dict[str, torch.Tensor]:
     """`loss` on a batch as the LightningModules hold it: the student's `logits` [B, L, V] and `labels`
     [B, L] (-100: no target), and the teacher's (distribution, mask) over its own positions, paired with the
-    student's targets in order (`aligned`); `on_policy` as `DistillationLoss` says."""
+    student's targets in order (`aligned`); `on_policy` as `DistillationLoss` says. Both sides as
+    `Projection`s take the fused path (`DistillationLoss.fused` says when)."""
     mask, shifted = target_mask(labels, shift)
     rows, targets = mask.reshape(-1).nonzero().squeeze(-1), shifted[mask]
     distribution = paired = None
     if teacher is not None and loss.needs_teacher:
         paired, teacher_rows = aligned(mask, teacher[1].to(mask.device))
+        if isinstance(logits, Projection):
+            args = (loss.divergence, loss.temperature, loss.beta)
+            ce, kd = fused_label_and_divergence(logits, rows, targets, teacher[0], teacher_rows, paired, *args)
+            return loss.mix(ce, kd, rationale_loss, on_policy)
         distribution = teacher[0].rows(teacher_rows)
     return loss(logits, rows, targets, distribution, paired, rationale_loss, on_policy)
 

@@ -22,7 +22,7 @@ from codistill.data import schema
 from codistill.data.batching import right_padded
 from codistill.errors import ConfigError
 from codistill.generation import context_length, encode_pair, load_causal_lm, pad_id_of
-from codistill.losses import IGNORE_INDEX, TeacherDistribution, target_mask
+from codistill.losses import IGNORE_INDEX, Projection, TeacherDistribution, target_mask
 
 
 class OnlineTeacher:
@@ -75,6 +75,13 @@ class OnlineTeacher:
         logits = self.model(input_ids=teacher["input_ids"], attention_mask=teacher["attention_mask"]).logits
         mask, _ = target_mask(teacher["labels"], shift=True)
         return TeacherDistribution(logits=logits), mask
+
+    @torch.no_grad()
+    def projection(self, batch: dict) -> tuple[Projection, torch.Tensor]:
+        """`distribution`'s positions before the teacher's output layer, for the fused kernels."""
+        teacher = batch.get("teacher", batch)
+        mask, _ = target_mask(teacher["labels"], shift=True)
+        return Projection.of(self.model, teacher["input_ids"], teacher["attention_mask"]), mask
 
 
 class OfflineTeacher:

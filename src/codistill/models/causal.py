@@ -8,9 +8,10 @@ import torch
 from transformers import get_cosine_schedule_with_warmup
 
 from codistill.backends.hf import HFBackend
+from codistill.distributed import zero3
 from codistill.errors import ConfigError
 from codistill.eval.models import CausalModel
-from codistill.losses import DistillationLoss, batch_losses
+from codistill.losses import DistillationLoss, Projection, batch_losses
 from codistill.models.optim import build_optimizer
 
 
@@ -61,9 +62,14 @@ class CausalDistiller(pl.LightningModule):
         self.on_fit_start()
 
     def _losses(self, batch: dict) -> dict[str, torch.Tensor]:
-        logits = self.model(input_ids=batch["input_ids"], attention_mask=batch.get("attention_mask")).logits
-        teacher = self.teacher.distribution(batch) if self.loss.needs_teacher else None
-        return batch_losses(self.loss, logits, batch["labels"], True, teacher)
+        inputs = batch["input_ids"], batch.get("attention_mask")
+        whole_head = not (self._trainer is not None and zero3(self._trainer.strategy))
+        if self.loss.needs_teacher and self.loss.fused(self.device, self.teacher, whole_head):
+            student, teacher = Projection.of(self.model, *inputs), self.teacher.projection(batch)
+        else:
+            student = self.model(input_ids=inputs[0], attention_mask=inputs[1]).logits
+            teacher = self.teacher.distribution(batch) if self.loss.needs_teacher else None
+        return batch_losses(self.loss, student, batch["labels"], True, teacher)
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         losses = self._losses(batch)

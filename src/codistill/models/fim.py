@@ -6,7 +6,6 @@ import random
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.loggers import WandbLogger
-from pytorch_lightning.strategies import DeepSpeedStrategy
 from pytorch_lightning.utilities import rank_zero_warn
 from transformers import get_linear_schedule_with_warmup
 
@@ -14,12 +13,13 @@ from codistill.backends.hf import HFBackend
 from codistill.data.batching import right_padded
 from codistill.data.fim import FILL_HERE, FIMTokens
 from codistill.data.schema import MIDDLE, PROMPT, TEACHER_MIDDLE
+from codistill.distributed import zero3
 from codistill.errors import ConfigError
 from codistill.eval.baselines import BASELINES
 from codistill.eval.metrics import bits_per_byte, edit_similarity, exact_match, fim_intervals, fim_metrics
 from codistill.eval.models import CausalModel, Seq2SeqModel
 from codistill.generation import Sampling, generate_ids
-from codistill.losses import IGNORE_INDEX, DistillationLoss, batch_losses, sequence_nll
+from codistill.losses import IGNORE_INDEX, DistillationLoss, Projection, batch_losses, sequence_nll
 from codistill.models.optim import build_optimizer
 
 
@@ -89,11 +89,16 @@ class FIMDistiller(pl.LightningModule):
         ).logits
 
     def _losses(self, batch: dict) -> dict[str, torch.Tensor]:
-        label = batch["label"]
-        teacher = self.teacher.distribution(batch) if self.loss.needs_teacher else None
+        label, on_policy = batch["label"], batch.get("on_policy", False)
         rationale = self.model(**batch["rationale"]).loss if self.loss.uses_rationale else None
-        logits, on_policy = self._logits(label), batch.get("on_policy", False)
-        return batch_losses(self.loss, logits, label["labels"], self.causal, teacher, rationale, on_policy)
+        whole_head = self.causal and not (self._trainer is not None and zero3(self._trainer.strategy))
+        if self.loss.needs_teacher and self.loss.fused(self.device, self.teacher, whole_head):
+            student = Projection.of(self.model, label["input_ids"], label["attention_mask"])
+            teacher = self.teacher.projection(batch)
+        else:
+            student = self._logits(label)
+            teacher = self.teacher.distribution(batch) if self.loss.needs_teacher else None
+        return batch_losses(self.loss, student, label["labels"], self.causal, teacher, rationale, on_policy)
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         if self.loss.lmbda and random.random() < self.loss.lmbda:
@@ -225,7 +230,7 @@ class FIMDistiller(pl.LightningModule):
 def generation_needs_all_ranks(strategy) -> bool:
     """Under ZeRO-3 each rank holds a slice of every weight, so every forward pass is collective: ranks
     that finish generating early must keep stepping (`synced_gpus`) or the others wait for ever."""
-    return isinstance(strategy, DeepSpeedStrategy) and strategy.zero_stage_3 and strategy.world_size > 1
+    return zero3(strategy) and strategy.world_size > 1
 
 
 def _prompts(inputs: dict) -> list[list[int]]:
