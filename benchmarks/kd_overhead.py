@@ -108,7 +108,7 @@ def main() -> None:
     for k in args.top_k:
         cfg = config(tmp, [*teacher, "loss=forward_kl", "teacher_logits=offline", f"teacher_logits.top_k={k}"])
         train = load_distillation_dataset(build(cfg.data.source).cached())["train"]
-        storage[f"offline top-{k}"] = schema.distribution_bytes_per_token(train)
+        storage[f"offline top-{k}"] = schema.distribution_bytes_per_token(train)["top_k"]
         methods[f"offline top-{k}"] = cfg
     methods["online (dense)"] = config(tmp, [*teacher, "loss=forward_kl", "teacher_logits=online"])
     build(methods["label_only"].data.source).cached()

@@ -37,6 +37,7 @@ RECIPE_1 = {
     "causal forward_kl online": [*CAUSAL, "loss=forward_kl"],
     "causal forward_kl offline": [*CAUSAL, "loss=forward_kl", "teacher_logits=offline"],
     "causal reverse_kl offline": [*CAUSAL, "loss=reverse_kl", "teacher_logits=offline", "teacher_logits.top_k=8"],
+    "causal forward_kl sampled": [*CAUSAL, "loss=forward_kl", "teacher_logits=sampled", "teacher_logits.samples=8"],
     "causal gkd on-policy": [*CAUSAL, "loss=gkd", "loss.lmbda=1.0"],
     "causal uld online": [*CAUSAL, "loss=uld"],
 }
@@ -84,6 +85,8 @@ def test_every_loss_trains_recipe_2(shared, cache_dir, loss):
         (["experiment=textbook_tiny", "loss=uld", "teacher_logits=offline"], "recipe 1's dataset only"),
         (["loss=uld", "~teacher_logits"], "add teacher_logits=online or teacher_logits=offline"),
         (["loss=uld", "teacher=openai_compatible"], "use teacher_logits=offline"),
+        ([*CAUSAL, "loss=reverse_kl", "teacher_logits=sampled"], "estimates forward KL at temperature 1 only"),
+        ([*CAUSAL, "loss=forward_kl", "loss.temperature=2", "teacher_logits=sampled"], "set loss=forward_kl and"),
     ],
 )
 def test_impossible_pairings_fail_before_training_naming_the_fix(tmp_path, cache_dir, overrides, message):
@@ -134,22 +137,45 @@ def test_offline_distributions_round_trip_to_float16_precision(shared, cache_dir
     assert features[schema.TEACHER_TOPK_IDS].feature.feature.dtype == "int32"
 
 
+def test_sampled_distributions_are_draws_from_the_teachers_and_load_as_their_frequencies(shared, cache_dir):
+    cfg = compose_config(
+        "train", shared, cache_dir, ["debug=fdr", *CAUSAL, "teacher_logits=sampled", "teacher_logits.samples=16"]
+    )
+    data = load_distillation_dataset(build(cfg.data.source).cached())["train"]
+    assert data.features[schema.TEACHER_SAMPLE_COUNTS].feature.feature.dtype == "uint16"
+    assert schema.TEACHER_TOPK_IDS not in data.column_names
+    rows = [data[i] for i in range(4)]
+    for row in rows:
+        for ids, counts in zip(row[schema.TEACHER_SAMPLE_IDS], row[schema.TEACHER_SAMPLE_COUNTS], strict=True):
+            assert sum(counts) == 16 and len(set(ids)) == len(ids) and counts == sorted(counts, reverse=True)
+    teacher = build(cfg.teacher_logits)
+    distribution, mask = teacher.distribution(teacher.collate(rows))
+    # the buckets' teacher side: each distinct id at count / n, padding and tail at no mass
+    mass = distribution.logprobs.exp().sum(-1)
+    torch.testing.assert_close(mass[mask], torch.ones(int(mask.sum())))
+    assert distribution.tail.abs().max() == 0
+    first = rows[0]
+    expected = torch.tensor(first[schema.TEACHER_SAMPLE_COUNTS][0], dtype=torch.float32) / 16
+    torch.testing.assert_close(distribution.logprobs[0, 0, : len(expected)].exp(), expected)
+    assert schema.distribution_bytes_per_token(data)["sampled"] > 0
+
+
 def test_a_killed_offline_generation_resumes_without_recomputing(tmp_path, cache_dir, monkeypatch):
     cfg = compose_config("train", tmp_path, cache_dir, [*CAUSAL, "teacher_logits=offline", "teacher_logits.top_k=4"])
     source, real, scored = build(cfg.data.source), HFBackend._score, []
 
-    def dies_on_its_second_chunk(self, pairs, top_k):
+    def dies_on_its_second_chunk(self, pairs, *settings):
         if scored:
             raise KeyboardInterrupt
         scored.append(len(pairs))
-        return real(self, pairs, top_k)
+        return real(self, pairs, *settings)
 
     monkeypatch.setattr(HFBackend, "_score", dies_on_its_second_chunk)
     with pytest.raises(KeyboardInterrupt):
         source.build()
     (first,) = scored
     monkeypatch.setattr(
-        HFBackend, "_score", lambda self, pairs, top_k: scored.append(len(pairs)) or real(self, pairs, top_k)
+        HFBackend, "_score", lambda self, pairs, *settings: scored.append(len(pairs)) or real(self, pairs, *settings)
     )
     data = source.build()
     total = sum(len(split) for split in data.values())

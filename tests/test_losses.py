@@ -254,3 +254,29 @@ def test_on_policy_targets_train_through_the_divergence_only():
         logits, rows, targets, teacher, on_policy=True
     )
     assert out["loss"].item() == pytest.approx(4.0 * kd.item(), rel=1e-6)
+
+
+def test_sampled_forward_kl_has_the_dense_gradient_in_expectation_and_top_k_does_not():
+    """Random-sampling KD (Anshumann et al. 2025): the forward KL to the empirical distribution of n draws
+    from the teacher has, averaged over draws, the dense forward KL's gradient; top-k's is biased."""
+    generator = torch.Generator().manual_seed(0)
+    student = torch.randn(1, 1, 12, generator=generator, dtype=torch.float64, requires_grad=True)
+    teacher_logits = 2 * torch.randn(1, 12, generator=generator, dtype=torch.float64)
+    rows, targets = torch.tensor([0]), torch.tensor([0])
+
+    def gradient(teacher):
+        _, kd = label_and_divergence(student, rows, targets, teacher)
+        return torch.autograd.grad(kd, student)[0]
+
+    dense = gradient(DENSE(logits=teacher_logits))
+    n, trials = 8, 4000
+    draws = torch.multinomial(F.softmax(teacher_logits, -1).expand(trials, -1), n, True, generator=generator)
+    mean = torch.zeros_like(dense)
+    for row in draws:
+        ids, counts = row.unique(return_counts=True)
+        empirical = TeacherDistribution(
+            ids=ids[None], logprobs=(counts.double() / n).log()[None], tail=torch.zeros(1, dtype=torch.float64)
+        )
+        mean += gradient(empirical) / trials
+    torch.testing.assert_close(mean, dense, atol=0.02, rtol=0)
+    assert (gradient(sparse(teacher_logits, 2)) - dense).abs().max() > 0.05  # top-2 with its tail: biased

@@ -107,3 +107,12 @@ def test_scoring_without_the_served_models_tokenizer_is_refused(tmp_path):
             with pytest.raises(ConfigError, match="set backend.tokenizer to the served model's tokenizer"):
                 backend.score(PROMPTS, CONTINUATIONS, top_k=2, store=where)
         assert server.requests == []
+
+
+def test_draws_from_a_served_models_whole_distribution_are_refused(tmp_path, tiny_teacher_dir):
+    """A server returns its top-k log-probabilities only: sampled distributions need a local teacher."""
+    with FakeOpenAI() as server, ResultStore(tmp_path) as store:
+        backend = _backend(server, tiny_teacher_dir)
+        with pytest.raises(ConfigError, match="not draws from its whole distribution: use teacher_logits=offline"):
+            backend.score(PROMPTS, CONTINUATIONS, top_k=0, store=store, samples=8)
+        assert server.requests == []

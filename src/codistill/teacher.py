@@ -36,12 +36,15 @@ class FIMTeacher:
         )
         return [g.text for g in generations]
 
-    def score(self, prefixes: list[str], suffixes: list[str], middles: list[str], top_k: int, store: ResultStore):
+    def score(
+        self, prefixes: list[str], suffixes: list[str], middles: list[str], top_k: int, store: ResultStore, samples=0
+    ):
         """The teacher's `TokenScores` over each middle's tokens and its end-of-text, after the PSM prompt:
-        the distributions offline distillation stores (see codistill.teacher_logits)."""
+        the distributions offline distillation stores (top-k, and `samples` draws; see codistill.teacher_logits)."""
         prompts = [self.fim.psm(p, s) for p, s in zip(prefixes, suffixes, strict=True)]
         ends = [m + self.stops[0] for m in middles]
-        return self.backend.score(prompts, ends, top_k, store, desc=f"teacher {self.name} top-{top_k}")
+        desc = f"teacher {self.name} " + (f"{samples} draws" if samples else f"top-{top_k}")
+        return self.backend.score(prompts, ends, top_k, store, desc=desc, samples=samples)
 
     def check_segment_length(self, tokens: int) -> None:
         """Fail early when segments of `tokens` tokens cannot fit with the generated middle."""

@@ -12,6 +12,10 @@ LightningModule pairs them with the student's targets in one place (`codistill.l
   its replica) and never saved in a checkpoint.
 - `OfflineTeacher`: codistill-generate stored the top-k ids, log-probabilities and tail mass per position
   as dataset columns (see codistill.data.schema); training needs no teacher in memory.
+- `SampledTeacher`: codistill-generate stored n draws from the teacher's distribution per position (the
+  distinct ids and their counts): their empirical distribution's forward KL has, in expectation, the
+  gradient of the dense forward KL (random-sampling KD, Anshumann et al. 2025, "Sparse Logit Sampling"),
+  where top-k is biased towards the head of the distribution.
 """
 
 import numpy as np
@@ -22,7 +26,7 @@ from codistill.data import schema
 from codistill.data.batching import right_padded
 from codistill.errors import ConfigError
 from codistill.generation import context_length, encode_pair, load_causal_lm, pad_id_of
-from codistill.losses import IGNORE_INDEX, Projection, TeacherDistribution, target_mask
+from codistill.losses import EMPTY, IGNORE_INDEX, Projection, TeacherDistribution, target_mask
 
 
 class OnlineTeacher:
@@ -108,6 +112,10 @@ class OfflineTeacher:
                 f"the dataset stores the top {stored} teacher tokens per position, fewer than "
                 f"teacher_logits.top_k={self.top_k}: lower it, or regenerate with that top_k"
             )
+        return self._check_label(row, label_column)
+
+    @staticmethod
+    def _check_label(row: dict, label_column: str) -> dict:
         if row[schema.TEACHER_DISTRIBUTION_OF] != label_column:
             raise ConfigError(
                 f"the dataset's teacher distributions cover {row[schema.TEACHER_DISTRIBUTION_OF]!r}, but the student "
@@ -143,6 +151,50 @@ class OfflineTeacher:
     def distribution(self, batch: dict) -> tuple[TeacherDistribution, torch.Tensor]:
         top = batch["teacher_topk"]
         return TeacherDistribution(ids=top["ids"], logprobs=top["logprobs"], tail=top["tail"]), top["mask"]
+
+
+class SampledTeacher(OfflineTeacher):
+    """`samples` draws per position from the teacher's distribution, stored by codistill-generate, as the
+    sparse distribution their counts make (each distinct id with count / n, nothing in the tail). It
+    estimates forward KL at temperature 1 only: other divergences of an empirical distribution are biased."""
+
+    columns = (schema.TEACHER_SAMPLE_IDS, schema.TEACHER_SAMPLE_COUNTS)
+    requires = schema.TEACHER_SAMPLE_COLUMNS
+
+    def __init__(self, samples: int = 32, tokenizer: str | None = None):
+        if samples < 1:
+            raise ConfigError(f"teacher_logits.samples={samples} must be at least 1")
+        super().__init__(tokenizer=tokenizer)
+        self.samples = samples
+
+    def encode(self, row: dict, label_column: str) -> dict:
+        counts = row[schema.TEACHER_SAMPLE_COUNTS]
+        if counts and sum(counts[0]) != self.samples:
+            raise ConfigError(
+                f"the dataset stores {sum(counts[0])} draws per position, not teacher_logits.samples={self.samples}: "
+                "set it to match, or regenerate with that number"
+            )
+        return self._check_label(row, label_column)
+
+    def collate(self, rows: list[dict]) -> dict:
+        """[B, L, d] ids and log(count / n) for the most distinct ids d at any position; the rest of a position's
+        row repeats its first id with no mass (a repeated id with no mass changes no bucket, see losses)."""
+        lengths = _lengths(rows, schema.TEACHER_SAMPLE_IDS)
+        width = int(lengths.max())
+        d = max((len(ids) for r in rows for ids in r[schema.TEACHER_SAMPLE_IDS]), default=1)
+        ids = np.zeros((len(rows), width, d), np.int64)
+        logprobs = np.full((len(rows), width, d), EMPTY, np.float32)
+        for i, row in enumerate(rows):
+            for j, (drawn, counts) in enumerate(
+                zip(row[schema.TEACHER_SAMPLE_IDS], row[schema.TEACHER_SAMPLE_COUNTS], strict=True)
+            ):
+                ids[i, j] = drawn[0]
+                ids[i, j, : len(drawn)] = drawn
+                logprobs[i, j, : len(drawn)] = np.log(np.asarray(counts, np.float32) / self.samples)
+        mask = np.arange(width) < lengths[:, None]
+        tail = np.zeros((len(rows), width), np.float32)
+        parts = {"ids": ids, "logprobs": logprobs, "tail": tail, "mask": mask}
+        return {"teacher_topk": {name: torch.from_numpy(value) for name, value in parts.items()}}
 
 
 def _lengths(rows: list[dict], column: str) -> np.ndarray:

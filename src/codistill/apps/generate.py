@@ -22,8 +22,8 @@ def summarize(data: DatasetDict) -> dict[str, dict[str, float]]:
     for name, split in data.items():
         teacher = fim_metrics(split[schema.TEACHER_MIDDLE], split[schema.MIDDLE])
         rows[name] = {"rows": len(split), **{f"teacher_{k}": v for k, v in teacher.items()}}
-        if schema.TEACHER_TAIL_MASS in split.column_names:
-            rows[name]["distribution bytes/token"] = round(schema.distribution_bytes_per_token(split), 1)
+        for form, size in schema.distribution_bytes_per_token(split).items():
+            rows[name][f"{form} bytes/token"] = round(size, 1)
     print_table("distillation dataset", rows)
     return rows
 

@@ -11,16 +11,17 @@ that key) and two methods:
 - `sample(prompts, sampling, stops, chat, desc) -> list[list[Generation]]`: `sampling.n` samples per
   prompt (evaluation), not stored.
 
-- `score(prompts, continuations, top_k, store, desc) -> list[TokenScores]`: how likely the model finds
-  each continuation after its prompt, token by token, with its `top_k` most likely tokens at each
-  position (offline teacher distributions; bits per byte), stored like `generate`.
+- `score(prompts, continuations, top_k, store, desc, samples) -> list[TokenScores]`: how likely the model
+  finds each continuation after its prompt, token by token, with its `top_k` most likely tokens at each
+  position, or `samples` tokens drawn from its distribution there (offline teacher distributions; bits
+  per byte), stored like `generate`.
 
 `stops` are strings; generation ends at the first one (not included). `chat` sends an instruction as a
 chat message where the backend has a chat API. Adding a backend is one class here and one config in
 `conf/backend/`.
 """
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 from tqdm.auto import tqdm
 
@@ -33,13 +34,17 @@ from codistill.llm.store import ResultStore, content_key
 class TokenScores:
     """A continuation under a model, one entry per token of it (in the model's tokenizer): the token `ids`
     and their `logprobs`; at each position the `top_k` most likely ids and their log-probabilities (most
-    likely first; empty lists when top_k is 0) and `tail`, the probability outside them."""
+    likely first; empty lists when top_k is 0) and `tail`, the probability outside them; with `samples`,
+    the distinct ids of that many draws from the distribution at each position and how often each came up
+    (most frequent first)."""
 
     ids: list[int]
     logprobs: list[float]
     topk_ids: list[list[int]]
     topk_logprobs: list[list[float]]
     tail: list[float]
+    sample_ids: list[list[int]] = field(default_factory=list)
+    sample_counts: list[list[int]] = field(default_factory=list)
 
 
 class Backend:
@@ -74,29 +79,39 @@ class Backend:
         store: ResultStore | None = None,
         chunk_size: int = 64,
         desc: str = "scoring",
+        samples: int = 0,
     ) -> list[TokenScores]:
         """Each continuation's `TokenScores` after its prompt (tokenized apart: the continuation's tokens are
         what the model alone would make of it). With a store, each chunk of `chunk_size` is stored as it is
-        done, keyed by (model, top_k, prompt, continuation), so a killed run resumes where it stopped."""
+        done, keyed by (model, top_k, samples, prompt, continuation), so a killed run resumes where it
+        stopped."""
         if len(prompts) != len(continuations):
             raise ValueError(f"{len(prompts)} prompts but {len(continuations)} continuations")
         pairs = list(zip(prompts, continuations, strict=True))
         if store is None:
-            return self._score(pairs, top_k)
-        keys = [content_key("score", self.name, top_k, p, c) for p, c in pairs]
+            return self._score(pairs, top_k, samples)
+        setting = (top_k, samples) if samples else (top_k,)  # the keys of scores stored before sampling existed
+        keys = [content_key("score", self.name, *setting, p, c) for p, c in pairs]
         missing = [(k, pair) for k, pair in dict(zip(keys, pairs, strict=True)).items() if k not in store]
-        self._store_scores(missing, top_k, store, chunk_size, desc)
+        self._store_scores(missing, top_k, store, chunk_size, desc, samples)
         return [TokenScores(**store.ok[k]["result"]) for k in keys]
 
     def _store_scores(
-        self, missing: list[tuple[str, tuple[str, str]]], top_k: int, store: ResultStore, chunk_size: int, desc: str
+        self,
+        missing: list[tuple[str, tuple[str, str]]],
+        top_k: int,
+        store: ResultStore,
+        chunk_size: int,
+        desc: str,
+        samples: int = 0,
     ) -> None:
         """Store the scores of the (key, pair)s, `chunk_size` pairs at a time, each chunk as it is done; a
         backend that stores each pair as it is scored overrides this."""
         for start in tqdm(range(0, len(missing), chunk_size), desc=desc, unit="chunk", disable=not missing):
             chunk = missing[start : start + chunk_size]
-            for (key, _), scores in zip(chunk, self._score([pair for _, pair in chunk], top_k), strict=True):
-                store.put(key, asdict(scores))
+            scores = self._score([pair for _, pair in chunk], top_k, samples)
+            for (key, _), score in zip(chunk, scores, strict=True):
+                store.put(key, asdict(score))
 
     def _generate(self, prompts, stops, store, namespace, chat, truncate_left, desc) -> list[Generation]:
         raise NotImplementedError
@@ -104,5 +119,5 @@ class Backend:
     def _sample(self, prompts, sampling, stops, chat, desc) -> list[list[Generation]]:
         raise NotImplementedError
 
-    def _score(self, pairs: list[tuple[str, str]], top_k: int) -> list[TokenScores]:
+    def _score(self, pairs: list[tuple[str, str]], top_k: int, samples: int = 0) -> list[TokenScores]:
         raise NotImplementedError

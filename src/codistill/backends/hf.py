@@ -1,5 +1,7 @@
 """A local Hugging Face causal LM as a generation backend (see codistill.backends)."""
 
+from collections import Counter
+
 import torch
 import torch.nn.functional as F
 
@@ -55,7 +57,7 @@ class HFBackend(Backend):
         return self._run(prompts, sampling, stops, True, desc)
 
     @torch.inference_mode()
-    def _score(self, pairs: list[tuple[str, str]], top_k: int) -> list[TokenScores]:
+    def _score(self, pairs: list[tuple[str, str]], top_k: int, samples: int = 0) -> list[TokenScores]:
         """Teacher-forced forward passes, longest first, `batch_size` at a time, right-padded (padding after
         a sequence changes nothing before it); a prompt too long for the context loses its oldest tokens."""
         rows = [
@@ -71,7 +73,7 @@ class HFBackend(Backend):
             for r, i in enumerate(batch):
                 p, c = rows[i]
                 logp = F.log_softmax(logits[r, len(p) - 1 : len(p) + len(c) - 1].float(), -1)
-                out[i] = token_scores(logp, c, top_k)
+                out[i] = token_scores(logp, c, top_k, samples)
         return out
 
     def _run(self, prompts, sampling: Sampling, stops, truncate_left: bool, desc: str) -> list[list[Generation]]:
@@ -90,9 +92,20 @@ class HFBackend(Backend):
         return Generation(cut, "stop" if cut != text or len(ids) < self.max_new_tokens else LENGTH)
 
 
-def token_scores(logp: torch.Tensor, ids: list[int], top_k: int) -> TokenScores:
-    """`TokenScores` from the log-probabilities [len(ids), V] of the positions that predict `ids`."""
+def token_scores(logp: torch.Tensor, ids: list[int], top_k: int, samples: int = 0) -> TokenScores:
+    """`TokenScores` from the log-probabilities [len(ids), V] of the positions that predict `ids`. The draws
+    come from a generator seeded per continuation, so a pair scores the same in any batch, on any resume."""
     chosen = logp.gather(-1, torch.tensor(ids, device=logp.device).view(-1, 1)).squeeze(-1)
     top = logp.topk(min(top_k, logp.shape[-1]), -1)
     tail = (1 - top.values.exp().sum(-1)).clamp_min(0)
-    return TokenScores(ids, chosen.tolist(), top.indices.tolist(), top.values.tolist(), tail.tolist())
+    sample_ids, sample_counts = [], []
+    if samples:
+        generator = torch.Generator(device=logp.device).manual_seed(0)
+        draws = torch.multinomial(logp.exp(), samples, replacement=True, generator=generator)
+        for row in draws.tolist():
+            common = Counter(row).most_common()
+            sample_ids.append([i for i, _ in common])
+            sample_counts.append([n for _, n in common])
+    return TokenScores(
+        ids, chosen.tolist(), top.indices.tolist(), top.values.tolist(), tail.tolist(), sample_ids, sample_counts
+    )

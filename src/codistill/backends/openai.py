@@ -60,16 +60,21 @@ class OpenAIBackend(Backend):
             flat = self.client.results(requests, where, desc)
         return [flat[i : i + sampling.n] for i in range(0, len(flat), sampling.n)]
 
-    def _score(self, pairs: list[tuple[str, str]], top_k: int) -> list[TokenScores]:
+    def _score(self, pairs: list[tuple[str, str]], top_k: int, samples: int = 0) -> list[TokenScores]:
         """Unstored scores, through a throwaway store (the client stores every reply as it arrives)."""
         with _store_or_temporary(None) as where:
-            return self.score([p for p, _ in pairs], [c for _, c in pairs], top_k, where)
+            return self.score([p for p, _ in pairs], [c for _, c in pairs], top_k, where, samples=samples)
 
-    def _store_scores(self, missing, top_k, store, chunk_size, desc) -> None:
+    def _store_scores(self, missing, top_k, store, chunk_size, desc, samples: int = 0) -> None:
         """One request per pair, all through the client at its concurrency (no chunks), each reply stored the
         moment it arrives, so a killed run sends again only what was in flight. A prompt keeps its newest tokens
         that fit the context with the continuation and the one token generated. `top_k` is at most the
         server's limit (vLLM: --max-logprobs, 20 by default)."""
+        if samples:
+            raise ConfigError(
+                f"the served model {self.name} returns its top-k log-probabilities, not draws from its whole "
+                "distribution: use teacher_logits=offline with this teacher, or a local one (teacher.backend=hf)"
+            )
         if self.tokenizer is None:
             raise ConfigError(
                 f"scoring with the served model {self.name} sends token ids: set backend.tokenizer to the served "

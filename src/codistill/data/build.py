@@ -61,6 +61,7 @@ def build_fim_dataset(
     split_by: str = "file",
     teacher_topk: int = 0,
     distribution_of: str = schema.TEACHER_MIDDLE,
+    teacher_samples: int = 0,
 ) -> DatasetDict | None:
     """The distillation dataset, with the columns of `codistill.data.schema.FEATURES`, split into train,
     validation and test by file or repository (`split_by`, see codistill.data.splits): no file has
@@ -68,7 +69,8 @@ def build_fim_dataset(
 
     Teacher middles and rationales go through `store`, so a killed build resumes without paying twice.
     With `teacher_topk` > 0 the teacher's top-k distributions over the tokens of `distribution_of` (a
-    label column) are stored too (`schema.TEACHER_DISTRIBUTION`), through the store as well.
+    label column) are stored too (`schema.TEACHER_DISTRIBUTION`), through the store as well; with
+    `teacher_samples` > 0, that many draws from them (`schema.TEACHER_SAMPLES`).
     With `shard=(i, n)`, n > 1, only the segments of shard i are labelled and None is returned: run
     every shard (one per GPU), then once with n = 1 to assemble the dataset from the store."""
     if segment_cfg.get("unit", "tokens") == "tokens":
@@ -87,10 +89,10 @@ def build_fim_dataset(
     codes, middles = [r[schema.PROMPT] for r in mine], [r[schema.MIDDLE] for r in mine]
     rationales = rationale.explain(language, codes, middles, store)
     scores = [None] * len(mine)
-    if teacher_topk:
+    if teacher_topk or teacher_samples:
         labels = outputs if distribution_of == schema.TEACHER_MIDDLE else middles
         prefixes, suffixes = [r[schema.PREFIX] for r in mine], [r[schema.SUFFIX] for r in mine]
-        scores = teacher.score(prefixes, suffixes, labels, teacher_topk, store)
+        scores = teacher.score(prefixes, suffixes, labels, teacher_topk, store, teacher_samples)
     if count > 1:
         return None
     for record, output, why, score in zip(records, outputs, rationales, scores, strict=True):
@@ -105,15 +107,22 @@ def build_fim_dataset(
             }
         )
         if score is not None:
-            record.update(
-                {
-                    schema.TEACHER_TOPK_IDS: score.topk_ids,
-                    schema.TEACHER_TOPK_LOGPROBS: score.topk_logprobs,
-                    schema.TEACHER_TAIL_MASS: score.tail,
-                    schema.TEACHER_DISTRIBUTION_OF: distribution_of,
-                }
+            record[schema.TEACHER_DISTRIBUTION_OF] = distribution_of
+        if teacher_topk:
+            record[schema.TEACHER_TOPK_IDS], record[schema.TEACHER_TOPK_LOGPROBS] = score.topk_ids, score.topk_logprobs
+            record[schema.TEACHER_TAIL_MASS] = score.tail
+        if teacher_samples:
+            record[schema.TEACHER_SAMPLE_IDS], record[schema.TEACHER_SAMPLE_COUNTS] = (
+                score.sample_ids,
+                score.sample_counts,
             )
-    features = Features({**schema.FEATURES, **(schema.TEACHER_DISTRIBUTION if teacher_topk else {})})
+    features = Features(
+        {
+            **schema.FEATURES,
+            **(schema.TEACHER_DISTRIBUTION if teacher_topk else {}),
+            **(schema.TEACHER_SAMPLES if teacher_samples else {}),
+        }
+    )
     parts = {name: [r for r, g in zip(records, groups, strict=True) if assignment[g] == name] for name in SPLITS}
     # an empty test split (test_size 0, or too few files) is left out: a saved empty split does not load back
     return DatasetDict({name: Dataset.from_list(rows, features=features) for name, rows in parts.items() if rows})

@@ -38,6 +38,7 @@ class DistillationSource:
     store_dir: str
     teacher_topk: int = 0  # > 0: store the teacher's top-k distributions over the label too
     label_source: str = "teacher"  # which label (data.label_source) the distributions cover
+    teacher_samples: int = 0  # > 0: store that many draws from the teacher's distributions over the label
 
     def key(self) -> str:
         """A stable hash of everything that decides the dataset's content, its columns included."""
@@ -45,6 +46,8 @@ class DistillationSource:
         parts["schema"] = schema.VERSION
         if self.teacher_topk:
             parts["distributions"] = {"top_k": self.teacher_topk, "of": self.label_source}
+        if self.teacher_samples:
+            parts["samples"] = {"n": self.teacher_samples, "of": self.label_source}
         return hashlib.sha256(OmegaConf.to_yaml(OmegaConf.create(parts)).encode("utf-8")).hexdigest()[:12]
 
     def folder(self) -> Path:
@@ -73,6 +76,7 @@ class DistillationSource:
                 split_by=self.dataset.get("split_by", "file"),
                 teacher_topk=self.teacher_topk,
                 distribution_of=schema.LABEL_COLUMNS[self.label_source],
+                teacher_samples=self.teacher_samples,
             )
 
     def cached(self, rank: int = 0, world: int = 1) -> str:

@@ -74,10 +74,31 @@ TEACHER_DISTRIBUTION = Features(
 )
 
 
-def distribution_bytes_per_token(split: Dataset) -> float:
-    """What the stored teacher distributions cost: Arrow bytes of their columns per label token."""
-    table = split.data.table.select([TEACHER_TOPK_IDS, TEACHER_TOPK_LOGPROBS, TEACHER_TAIL_MASS])
-    return table.nbytes / max(1, sum(map(len, split[TEACHER_TAIL_MASS])))
+# The sampled form (teacher_logits=sampled): at each position the distinct ids of n draws from the teacher's
+# distribution (int32) and how often each was drawn (uint16; they sum to n). About 6 bytes per distinct id.
+TEACHER_SAMPLE_IDS = "teacher_sample_ids"
+TEACHER_SAMPLE_COUNTS = "teacher_sample_counts"
+TEACHER_SAMPLE_COLUMNS = (TEACHER_SAMPLE_IDS, TEACHER_SAMPLE_COUNTS, TEACHER_DISTRIBUTION_OF)
+TEACHER_SAMPLES = Features(
+    {
+        TEACHER_SAMPLE_IDS: List(List(Value("int32"))),
+        TEACHER_SAMPLE_COUNTS: List(List(Value("uint16"))),
+        TEACHER_DISTRIBUTION_OF: Value("string"),
+    }
+)
+
+
+def distribution_bytes_per_token(split: Dataset) -> dict[str, float]:
+    """What the stored teacher distributions cost, per form (top_k, sampled): Arrow bytes of their columns
+    per label token."""
+    forms = {"top_k": (TEACHER_TOPK_IDS, TEACHER_TOPK_LOGPROBS, TEACHER_TAIL_MASS)}
+    forms["sampled"] = (TEACHER_SAMPLE_IDS, TEACHER_SAMPLE_COUNTS)
+    out = {}
+    for form, columns in forms.items():
+        if columns[0] in split.column_names:
+            tokens = sum(map(len, split[columns[0]]))
+            out[form] = split.data.table.select(list(columns)).nbytes / max(1, tokens)
+    return out
 
 
 # data.label_source -> the column the student learns

@@ -21,6 +21,7 @@ from codistill.eval.models import CausalModel, Seq2SeqModel
 from codistill.generation import Sampling, generate_ids
 from codistill.losses import IGNORE_INDEX, DistillationLoss, Projection, batch_losses, sequence_nll
 from codistill.models.optim import build_optimizer
+from codistill.teacher_logits import SampledTeacher
 
 
 class FIMDistiller(pl.LightningModule):
@@ -68,6 +69,19 @@ class FIMDistiller(pl.LightningModule):
             loss.check_vocabularies(tokenizer.get_vocab(), teacher.vocabulary)
         if loss.lmbda and not getattr(teacher, "online", False):
             raise ConfigError("loss.lmbda > 0 scores the student's own samples: it needs teacher_logits=online")
+        if (
+            isinstance(teacher, SampledTeacher)
+            and loss.needs_teacher
+            and (loss.divergence, loss.temperature)
+            != (
+                "forward_kl",
+                1.0,
+            )
+        ):
+            raise ConfigError(
+                "teacher_logits=sampled estimates forward KL at temperature 1 only: set loss=forward_kl and "
+                "loss.temperature=1, or use teacher_logits=offline (top-k) for this loss"
+            )
         self.teacher = teacher  # a plain attribute: never trained, wrapped or checkpointed
         self.model.train()  # from_pretrained returns eval mode; Lightning keeps submodule modes as found
         self.predictions: list[dict] = []
