@@ -33,6 +33,7 @@ from transformers import get_cosine_schedule_with_warmup
 from codistill.data.splits import assign_splits, file_id, group_of
 from codistill.errors import ConfigError, build
 from codistill.eval.metrics import utf8_bytes
+from codistill.generation import resolve_device
 from codistill.models.tiny import SANTACODER_SPECIAL, byte_level_bpe, cached_folder, save_gpt_bigcode
 from codistill.rng import stable_rng
 
@@ -101,7 +102,7 @@ def bits_per_byte_of(model, tokenizer, texts: list[str], seq_len: int) -> float:
     for text in texts:
         ids = tokenizer(text + EOS, add_special_tokens=False, verbose=False)["input_ids"]
         for start in range(0, len(ids) - 1, seq_len):
-            window = torch.tensor([ids[start : start + seq_len + 1]])
+            window = torch.tensor([ids[start : start + seq_len + 1]], device=model.device)
             logits = model(input_ids=window[:, :-1]).logits
             nll += F.cross_entropy(logits[0].float(), window[0, 1:], reduction="sum").item()
     return nll / (math.log(2) * max(1, n_bytes))
@@ -129,10 +130,12 @@ def pretrained_gpt_bigcode(
     chunk_chars: int = 1500,
     held_out_stdlib: int = 12,
     seed: int = 0,
+    device: str = "auto",
 ) -> str:
     """The pretrained teacher's folder (see the module docstring); `corpus` is a dataset's `corpus` config
-    node, split with (`validation_size`, `test_size`, `split_seed`, `split_by`) as the dataset is."""
-    settings = {k: v for k, v in locals().items() if k != "cache_dir"}
+    node, split with (`validation_size`, `test_size`, `split_seed`, `split_by`) as the dataset is. It
+    trains on `device` (auto: a GPU where there is one), which is not part of the cache key."""
+    settings = {k: v for k, v in locals().items() if k not in ("cache_dir", "device")}
     if isinstance(corpus, DictConfig):
         settings["corpus"] = OmegaConf.to_container(corpus, resolve=True)
     key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode("utf-8")).hexdigest()[:12]
@@ -154,14 +157,15 @@ def pretrained_gpt_bigcode(
                 "teacher.backend.name_or_path.stdlib=true or give it a corpus"
             )
         weight = corpus_weight if len(library_blocks) and len(own_blocks) else float(len(own_blocks) > 0)
-        model = save_gpt_bigcode(out, tokenizer, n_positions, n_embd, n_layer, n_head, seed).train()
+        where = resolve_device(device)
+        model = save_gpt_bigcode(out, tokenizer, n_positions, n_embd, n_layer, n_head, seed).to(where).train()
         optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.1, betas=(0.9, 0.95))
         schedule = get_cosine_schedule_with_warmup(optimizer, max(1, steps // 20), steps)
         rng, started = np.random.default_rng(seed), time.perf_counter()
         bar = tqdm(range(steps), desc="pretraining the teacher", unit="step")
         for _ in bar:
             stream = own_blocks if rng.random() < weight else library_blocks
-            batch = stream[rng.integers(0, len(stream), batch_size)]
+            batch = stream[rng.integers(0, len(stream), batch_size)].to(where)
             loss = model(input_ids=batch, labels=batch).loss
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -183,7 +187,7 @@ def pretrained_gpt_bigcode(
             report["bits_per_byte"]["corpus_validation"] = bits_per_byte_of(
                 model, tokenizer, splits["validation"], seq_len
             )
-        model.save_pretrained(out)
+        model.cpu().save_pretrained(out)
         (out / "pretraining.json").write_text(json.dumps(report, indent=2))
 
     return cached_folder(cache_dir, f"pretrained_gpt_bigcode-d{n_embd}-l{n_layer}-v{vocab_size}-{key}", run)
