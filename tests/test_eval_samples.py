@@ -41,18 +41,17 @@ def _problems(tmp_path, cache_dir, task: str) -> list[dict]:
 
 
 def _files(problems: list[dict]) -> dict[str, list[dict]]:
-    """Canonical solutions, empty completions, and a mixed file of 3 completions per problem (canonical,
-    empty, another problem's solution, a syntax error), problem by problem."""
-    options = [lambda i: problems[i]["canonical_solution"], lambda i: ""]
-    options += [lambda i: problems[(i + 1) % N]["canonical_solution"], lambda i: "    return (\n"]
+    """Canonical solutions, empty completions, and a mixed file: 3 completions per problem, problem by
+    problem, drawn in turn from its solution, nothing, the next problem's solution and a syntax error."""
+
+    def mixed(i: int) -> list[str]:
+        options = [problems[i]["canonical_solution"], "", problems[(i + 1) % N]["canonical_solution"], "    return (\n"]
+        return [options[(i + j) % 4] for j in range(3)]
+
     return {
         "canonical": [{"task_id": p["task_id"], "completion": p["canonical_solution"]} for p in problems],
         "empty": [{"task_id": p["task_id"], "completion": ""} for p in problems],
-        "mixed": [
-            {"task_id": p["task_id"], "completion": options[(i + j) % 4](i)}
-            for i, p in enumerate(problems)
-            for j in range(3)
-        ],
+        "mixed": [{"task_id": p["task_id"], "completion": c} for i, p in enumerate(problems) for c in mixed(i)],
     }
 
 
@@ -111,29 +110,21 @@ def test_one_samples_file_scores_every_infilling_task(tmp_path, cache_dir):
     assert [r["task_id"] for task in INFILLING for r in rows[task]] == [s["task_id"] for s in samples]
 
 
+FIRST = '{"task_id": "HumanEval/0", "completion": ""}'
+
+
 @pytest.mark.parametrize(
     "lines, run, message",
     [
-        (['{"task_id": "HumanEval/0", "completion": ""}', '{"task_id": "HumanEval/1"}'], "humaneval", "line 2 is no"),
+        ([FIRST, '{"task_id": "HumanEval/1"}'], "humaneval", "line 2 is not a JSON object with task_id and completion"),
+        ([FIRST, "not json"], "humaneval", "line 2 is not a JSON object with task_id and completion"),
         (
-            ['{"task_id": "HumanEval/0", "completion": ""}', "not json"],
+            [FIRST, '{"task_id": "SingleLineInfilling/HumanEval/0/L0", "completion": ""}'],
             "humaneval",
-            "line 2 is no task_id and completion",
+            r"line 2: task_id 'SingleLineInfilling/HumanEval/0/L0' is not a problem of run=\[humaneval\]: add the task",
         ),
-        (
-            [
-                '{"task_id": "HumanEval/0", "completion": ""}',
-                '{"task_id": "SingleLineInfilling/HumanEval/0/L0", "completion": ""}',
-            ],
-            "humaneval",
-            r"line 2: task_id 'SingleLineInfilling/HumanEval/0/L0' is no problem of run=\[humaneval\]: add the task",
-        ),
-        (
-            ['{"task_id": "HumanEval/0", "completion": ""}'],
-            "humaneval",
-            "no completion for 1 of the 2 problems of humaneval",
-        ),
-        (['{"task_id": "HumanEval/0", "completion": ""}'], "fim_corpus", r"\['fim_corpus'\], which score a model"),
+        ([FIRST], "humaneval", "no completion for 1 of the 2 problems of humaneval"),
+        ([FIRST], "fim_corpus", r"\['fim_corpus'\], which score a model"),
     ],
 )
 def test_a_bad_samples_file_names_the_line_and_the_fix(tmp_path, cache_dir, lines, run, message):

@@ -47,10 +47,13 @@ def read_samples(path: str, tasks: list) -> dict[str, dict[str, list[str]]]:
                 continue
             sample = _sample(line)
             if sample is None:
-                raise ConfigError(f"{path} line {number} is no task_id and completion: write each line as {FORMAT}")
+                raise ConfigError(
+                    f"{path} line {number} is not a JSON object with task_id and completion strings: "
+                    f"write each line as {FORMAT}"
+                )
             if sample["task_id"] not in owner:
                 raise ConfigError(
-                    f"{path} line {number}: task_id {sample['task_id']!r} is no problem of {run}: add the task it "
+                    f"{path} line {number}: task_id {sample['task_id']!r} is not a problem of {run}: add the task it "
                     "belongs to to run (e.g. run='[humaneval]'), or remove the line"
                 )
             completions[owner[sample["task_id"]]].setdefault(sample["task_id"], []).append(sample["completion"])
