@@ -8,10 +8,12 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, open_dict
 
+import codistill
 from codistill.config import CONFIG_DIR
 from codistill.models.tiny import tiny_gpt_bigcode, tiny_t5
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+INFILLING_DIR = Path(codistill.__file__).parent / "data" / "human_eval_infilling"  # shipped in the package
 os.environ.setdefault("WANDB_MODE", "offline")
 
 
@@ -46,7 +48,7 @@ def compose_config(name: str, tmp_path: Path, cache_dir: Path, overrides: list[s
         cfg.paths.data_dir = str(tmp_path / "data")
         cfg.paths.cache_dir = str(cache_dir)
         cfg.paths.log_dir = str(tmp_path / "logs")
-        cfg.paths.infilling_dir = str(SHARED_DATA / "human-eval-infilling")
+        cfg.paths.infilling_dir = str(INFILLING_DIR)  # whatever CODISTILL_INFILLING_DIR says
     return cfg
 
 
@@ -63,8 +65,8 @@ def tiny_teacher_tokenizer(tiny_teacher_dir):
 
 
 @pytest.fixture
-def infilling_dir(shared_data) -> Path:
-    return shared_data / "human-eval-infilling"
+def infilling_dir() -> Path:
+    return INFILLING_DIR
 
 
 def free_port() -> int:

