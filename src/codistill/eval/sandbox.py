@@ -43,8 +43,12 @@ POSIX only (process groups, `resource`).
 
 from __future__ import annotations
 
+import functools
+import io
+import logging
 import math
 import os
+import queue
 import resource
 import secrets
 import select
@@ -55,12 +59,19 @@ import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from tqdm.auto import tqdm
 
-RUNNER = Path(__file__).resolve().with_name("sandbox_runner.py")
+from codistill.errors import ConfigError
+from codistill.eval import namespaces
+from codistill.eval.namespaces import RUNNER
+
+log = logging.getLogger(__name__)
+ISOLATIONS = ("auto", "namespaces", "process")
 FILE_SIZE_MB = 8  # largest file (stdout and stderr included) a program may write
 MAX_PROCESSES = 64  # RLIMIT_NPROC: per user, ignored for root; the runner's guard is the real fork barrier
 ERROR_CHARS = 2000  # how much of the end of stderr an ExecutionResult keeps
@@ -216,8 +227,21 @@ def _describe(returncode: int) -> str:
     return f"exited with status {returncode}"
 
 
-def run_program(program: str, timeout: float = 10.0, memory_mb: int = 1024) -> ExecutionResult:
-    """Run one program in a fresh sandboxed subprocess; it passes if it runs to its end and exits with 0."""
+def _verdict(
+    returncode: int | None, marker: bytes, token: bytes, seconds: float, stderr: BinaryIO, timeout: float
+) -> ExecutionResult:
+    """Passed: exit status 0 and the token back. `returncode` None: it ran past `timeout`."""
+    if returncode is None:
+        error = _tail(stderr) or f"timed out after {timeout:g} s"
+        return ExecutionResult(passed=False, status="timeout", error=error, seconds=seconds)
+    if returncode == 0 and marker == token:
+        return ExecutionResult(passed=True, status="passed", error="", seconds=seconds)
+    error = _tail(stderr) or _describe(returncode)
+    return ExecutionResult(passed=False, status="failed", error=error, seconds=seconds)
+
+
+def _run_in_process(program: str, timeout: float, memory_mb: int) -> ExecutionResult:
+    """The process layer: a fresh interpreter in its own session, directory and environment, under rlimits."""
     workdir = tempfile.mkdtemp(prefix="codistill-sandbox-")
     try:
         work = Path(workdir)
@@ -258,31 +282,81 @@ def run_program(program: str, timeout: float = 10.0, memory_mb: int = 1024) -> E
                 finally:
                     _kill_group(proc.pid)  # the timeout's kill, and any straggler left by a finished run
                     proc.wait()
-                marker = _read_marker(marker_read)
-                if not exited:
-                    error = _tail(stderr) or f"timed out after {timeout:g} s"
-                    return ExecutionResult(passed=False, status="timeout", error=error, seconds=seconds)
-                if proc.returncode == 0 and marker == token:
-                    return ExecutionResult(passed=True, status="passed", error="", seconds=seconds)
-                error = _tail(stderr) or _describe(proc.returncode)
-                return ExecutionResult(passed=False, status="failed", error=error, seconds=seconds)
+                returncode = proc.returncode if exited else None
+                return _verdict(returncode, _read_marker(marker_read), token, seconds, stderr, timeout)
         finally:
             os.close(marker_read)
     finally:
         _remove_tree(workdir)
 
 
+def _run_in_namespaces(worker: namespaces.Worker, program: str, timeout: float, memory_mb: int) -> ExecutionResult:
+    """The namespace layer: a child of `worker`'s fork server, under the same rlimits and guard."""
+    token = secrets.token_hex(_TOKEN_BYTES)
+    request = {"token": token, "limits": _limits(timeout, memory_mb), "timeout": timeout, "tail": 4 * ERROR_CHARS}
+    answer = worker.run(request, program.encode("utf-8"))
+    if answer is None:
+        error = "the sandbox's server died or stopped answering (a fresh one replaces it)"
+        return ExecutionResult(passed=False, status="failed", error=error, seconds=timeout)
+    stderr = io.BytesIO(answer["stderr"].encode("latin-1"))
+    marker = answer["marker"].encode("latin-1")
+    return _verdict(answer["returncode"], marker, token.encode(), answer["seconds"], stderr, timeout)
+
+
+def _worker() -> namespaces.Worker:
+    return namespaces.Worker(namespaces.bwrap_binary(), _environment(namespaces.WORKDIR))
+
+
+@functools.cache
+def _warn_without_namespaces(missing: str) -> None:
+    log.warning(
+        "sandbox: %s, so programs run without the namespace layer (no PID, network or file-system isolation); "
+        "to get it: %s, or set sandbox.isolation=process",
+        missing,
+        namespaces.HOW_TO_GET,
+    )
+
+
+def layer(isolation: str) -> str:
+    """The layer `isolation` gets here: `namespaces` when asked for or when `auto` finds them, else `process`."""
+    if isolation not in ISOLATIONS:
+        raise ConfigError(f"sandbox.isolation={isolation!r} is unknown: set it to one of {', '.join(ISOLATIONS)}")
+    if isolation == "process":
+        return "process"
+    missing = namespaces.unavailable(tuple(_environment(namespaces.WORKDIR).items()))
+    if missing is None:
+        return "namespaces"
+    if isolation == "namespaces":
+        raise ConfigError(
+            f"sandbox.isolation=namespaces, but {missing}: {namespaces.HOW_TO_GET}, or set sandbox.isolation=process"
+        )
+    _warn_without_namespaces(missing)
+    return "process"
+
+
+def run_program(program: str, timeout: float = 10.0, memory_mb: int = 1024, isolation: str = "auto") -> ExecutionResult:
+    """Run one program in a fresh sandbox; it passes if it runs to its end and exits with 0."""
+    if layer(isolation) == "process":
+        return _run_in_process(program, timeout, memory_mb)
+    with _worker() as worker:
+        return _run_in_namespaces(worker, program, timeout, memory_mb)
+
+
 @dataclass(frozen=True)
 class SandboxSettings:
     """How generated programs run: `workers` at a time, each under a wall-clock `timeout` (seconds) and a
-    `memory_mb` cap (the `sandbox` config group)."""
+    `memory_mb` cap, with the `isolation` layer (auto, namespaces or process) (the `sandbox` config group)."""
 
     workers: int = 2
     timeout: float = 10.0
     memory_mb: int = 1024
+    isolation: str = "auto"
+
+    def __post_init__(self) -> None:
+        layer(self.isolation)  # fail (or warn) when the config is built, not after the model has generated
 
     def run(self, programs: list[str], desc: str = "executing") -> list[ExecutionResult]:
-        return run_programs(programs, self.workers, self.timeout, self.memory_mb, desc)
+        return run_programs(programs, self.workers, self.timeout, self.memory_mb, desc, self.isolation)
 
 
 def run_programs(
@@ -291,11 +365,34 @@ def run_programs(
     timeout: float = 10.0,
     memory_mb: int = 1024,
     desc: str = "executing",
+    isolation: str = "auto",
 ) -> list[ExecutionResult]:
-    """Run `programs` concurrently, `workers` subprocesses at a time; results are in the order of `programs`."""
+    """Run `programs` concurrently, `workers` at a time; results are in the order of `programs`.
+
+    Under namespaces each worker is one fork server, started once and reused: a program gets a fresh child,
+    directory and set of processes, not a fresh namespace.
+    """
+    workers = max(1, workers)
     results: list[ExecutionResult | None] = [None] * len(programs)
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        futures = {pool.submit(run_program, p, timeout, memory_mb): i for i, p in enumerate(programs)}
+    with ExitStack() as stack, ThreadPoolExecutor(max_workers=workers) as pool:
+        if layer(isolation) == "namespaces":
+            idle: queue.SimpleQueue[namespaces.Worker] = queue.SimpleQueue()
+            for _ in range(workers):
+                idle.put(stack.enter_context(_worker()))
+
+            def run(program: str) -> ExecutionResult:
+                worker = idle.get()
+                try:
+                    return _run_in_namespaces(worker, program, timeout, memory_mb)
+                finally:
+                    idle.put(worker)
+
+        else:
+
+            def run(program: str) -> ExecutionResult:
+                return _run_in_process(program, timeout, memory_mb)
+
+        futures = {pool.submit(run, p): i for i, p in enumerate(programs)}
         for future in tqdm(as_completed(futures), total=len(futures), desc=desc):
             results[futures[future]] = future.result()
     return results  # type: ignore[return-value]
