@@ -103,7 +103,7 @@ class Worker:
         except OSError:  # the server died: it answers nothing below
             pass
         answer = self._answer(request["timeout"] + GRACE_SECONDS)
-        if answer is None:
+        if answer is None or not answer["clean"]:  # dead, hung, or exiting: a run left what it could not delete
             self._stop()
         return answer
 

@@ -10,8 +10,9 @@ program's bytes) it forks a child that sets the resource limits, takes the run's
 stdout and stderr and runs the program through `sandbox_runner.execute`. It waits at most the timeout, kills
 every other process in the namespace (`kill(-1)` reaches them whatever session or group they made), reaps
 them, empties its directory and answers one JSON line: exit status, the marker the child wrote, whether it
-timed out, seconds, the end of stderr. The harness judges the verdict. When the directory cannot be emptied
-it answers and exits, and the harness starts a fresh namespace. It exits at the end of stdin.
+timed out, seconds, the end of stderr, and whether the directory is clean. The harness judges the verdict.
+When the directory cannot be emptied it exits after answering, and the harness starts a fresh namespace.
+It exits at the end of stdin.
 
 As PID 1 it cannot be signalled from inside its namespace, and it makes itself non-dumpable, so a program
 cannot trace it or reach its memory or file descriptors through /proc.
@@ -126,9 +127,9 @@ def serve() -> bool:
         }
         os.close(marker_read)
         os.close(stderr)
-        clean = _empty(workdir)
+        answer["clean"] = _empty(workdir)
         _reply(answer)
-        if not clean:
+        if not answer["clean"]:
             return False
 
 
