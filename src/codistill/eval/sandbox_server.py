@@ -18,6 +18,7 @@ As PID 1 it cannot be signalled from inside its namespace, and it makes itself n
 cannot trace it or reach its memory or file descriptors through /proc.
 """
 
+import atexit
 import ctypes
 import json
 import os
@@ -52,6 +53,29 @@ def _enter(limits: list, stdout: int, stderr: int, marker: int) -> None:
     for fd, target in ((devnull, 0), (stdout, 1), (stderr, 2), (marker, _MARKER_FD)):
         os.dup2(fd, target)
     os.closerange(_MARKER_FD + 1, os.sysconf("SC_OPEN_MAX"))
+
+
+def _run_and_exit(token: str) -> None:
+    """In the forked child: run the program, then end as the interpreter would (traceback and status 1 on an
+    exception, SystemExit's status, atexit functions, flushed output) but without its teardown, which after a
+    fork touches, and so copies, every page of the server's heap (about 10 ms a program)."""
+    try:
+        sandbox_runner.execute("program.py", token.encode(), _MARKER_FD)
+        status = 0
+    except SystemExit as exc:
+        status = exc.code if isinstance(exc.code, int) else int(exc.code is not None)
+        if exc.code is not None and not isinstance(exc.code, int):
+            print(exc.code, file=sys.stderr)
+    except BaseException:  # noqa: BLE001 - the program's own exception: reported as the interpreter would
+        sys.excepthook(*sys.exc_info())
+        status = 1
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # closed or unwritable: nothing more to report
+            pass
+    os._exit(status & 0xFF)
 
 
 def _wait(pid: int, timeout: float) -> int | None:
@@ -91,15 +115,15 @@ def _empty(workdir: str) -> bool:
         return False
 
 
-def serve() -> bool:
-    """Answer requests until stdin ends. Returns True in a forked child, which then ends as a script does."""
+def serve() -> None:
+    """Answer requests until stdin ends, or until a run left what it could not delete."""
     workdir = os.getcwd()
     requests = sys.stdin.buffer
     _reply({"ready": True})
     while True:
         line = requests.readline()
         if not line:
-            return False
+            return
         request = json.loads(line)
         with open("program.py", "wb") as f:
             f.write(requests.read(request["size"]))
@@ -110,8 +134,7 @@ def serve() -> bool:
         pid = os.fork()
         if pid == 0:
             _enter(request["limits"], stdout, stderr, marker_write)
-            sandbox_runner.execute("program.py", request["token"].encode(), _MARKER_FD)
-            return True
+            _run_and_exit(request["token"])
         os.close(marker_write)
         os.close(stdout)
         returncode = _wait(pid, request["timeout"])
@@ -130,7 +153,7 @@ def serve() -> bool:
         answer["clean"] = _empty(workdir)
         _reply(answer)
         if not answer["clean"]:
-            return False
+            return
 
 
 def main() -> None:
