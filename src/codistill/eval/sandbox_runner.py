@@ -1,7 +1,8 @@
 """Runs one untrusted program inside a sandbox subprocess started by `codistill.eval.sandbox`.
 
 Usage (by the harness only): `python -s -B sandbox_runner.py PROGRAM_FILE MARKER_FD`, with the current directory
-set to the run's temporary directory and a per-run random token on stdin.
+set to the run's temporary directory and a per-run random token on stdin. Under namespaces the fork server
+(`sandbox_server.py`) calls `execute` in each forked child instead.
 
 The runner reads the token, disables destructive and escaping calls (`guard`), executes the program as
 `__main__`, and only when the program's last statement has run writes the token to MARKER_FD, a pipe back to
