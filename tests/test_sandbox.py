@@ -528,6 +528,22 @@ def test_killing_bwrap_takes_the_whole_namespace_down():
         assert bwrap.wait(timeout=1) == -9
 
 
+@NEEDS_NAMESPACES
+def test_a_program_cannot_reach_into_its_fork_server():
+    # The server (PID 1) is non-dumpable: its pipes to the harness, memory and environment are out of reach.
+    program = """
+import os
+for path in ("/proc/1/fd/0", "/proc/1/fd/1", "/proc/1/mem", "/proc/1/environ"):
+    try:
+        os.close(os.open(path, os.O_RDONLY))
+    except PermissionError:
+        continue
+    raise AssertionError(path + " could be opened")
+"""
+    result = run_program(program, timeout=TIMEOUT, isolation="namespaces")
+    assert result.passed, result.error
+
+
 # Choosing the layer
 
 
