@@ -1,7 +1,8 @@
 """Runs one untrusted program inside a sandbox subprocess started by `codistill.eval.sandbox`.
 
 Usage (by the harness only): `python -s -B sandbox_runner.py PROGRAM_FILE MARKER_FD`, with the current directory
-set to the run's temporary directory and a per-run random token on stdin.
+set to the run's temporary directory and a per-run random token on stdin. Under namespaces the fork server
+(`sandbox_server.py`) calls `execute` in each forked child instead.
 
 The runner reads the token, disables destructive and escaping calls (`guard`), executes the program as
 `__main__`, and only when the program's last statement has run writes the token to MARKER_FD, a pipe back to
@@ -306,12 +307,14 @@ def _read_token() -> bytes:
     return data.strip()
 
 
-def main() -> None:
-    program_file, marker_fd = sys.argv[1], int(sys.argv[2])
+def drop_own_folder() -> None:
+    """Take this file's folder off `sys.path` (what `-P` does on 3.11+): the program imports nothing of ours."""
     here = os.path.dirname(os.path.abspath(__file__))
-    sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != here]  # what `-P` does on 3.11+
-    del sys.argv[1:]
-    token = _read_token()
+    sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != here]
+
+
+def execute(program_file: str, token: bytes, marker_fd: int) -> None:
+    """Guard this process, run the program as `__main__` in the current directory, then write `token`."""
     with builtins.open(program_file, "rb") as f:
         source = f.read()
     code = compile(source, "program.py", "exec", dont_inherit=True)
@@ -323,6 +326,13 @@ def main() -> None:
     flush_out()
     flush_err()
     write(marker_fd, token)
+
+
+def main() -> None:
+    program_file, marker_fd = sys.argv[1], int(sys.argv[2])
+    drop_own_folder()
+    del sys.argv[1:]
+    execute(program_file, _read_token(), marker_fd)
 
 
 if __name__ == "__main__":
