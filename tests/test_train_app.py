@@ -4,8 +4,10 @@ import csv
 import glob
 import json
 import os
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import yaml
@@ -75,6 +77,16 @@ def test_the_saved_student_loads_with_plain_transformers(trained):
     assert ids.shape[1] <= cfg.data.max_source_length  # untruncated: the ids the student was validated on
     out = model.generate(input_ids=ids, max_new_tokens=cfg.data.max_target_length, do_sample=False)
     assert tokenizer.decode(out[0], skip_special_tokens=True) == row["student"]
+
+
+def test_the_readme_snippet_runs_on_a_saved_student(trained):
+    """README's "Use a student with plain transformers", pointed at this run's student."""
+    cfg, _ = trained
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    snippet = readme.split("### Use a student with plain transformers")[1].split("```python\n")[1].split("```")[0]
+    snippet, n = re.subn(r'student = ".*"', f'student = "{cfg.paths.output_dir}/student"', snippet)
+    assert n == 1
+    exec(snippet, {})
 
 
 def test_the_model_card_describes_the_run_and_its_snippet_runs(trained):
