@@ -2,15 +2,20 @@
 
 import pytest
 import torch
-from transformers import AutoTokenizer
 
 from codistill.data.fim_datamodule import FIMDataModule
-from codistill.data.formatting import FIM_MIDDLE, FIM_PREFIX, FIM_SUFFIX, LABEL_TASK, RATIONALE_TASK, encode_fim_input
+from codistill.data.formatting import (
+    FIM_MIDDLE,
+    FIM_PREFIX,
+    FIM_SUFFIX,
+    LABEL_TASK,
+    RATIONALE_TASK,
+    TASK_PREFIXES,
+    encode_fim_input,
+)
 from codistill.errors import ConfigError, build
 from codistill.models.loading import load_student
 from conftest import compose_config
-
-PLAIN_PREFIXES = {LABEL_TASK: "predict:", RATIONALE_TASK: "explain:"}  # Distilling Step-by-Step's
 
 
 @pytest.fixture(scope="module")
@@ -45,21 +50,21 @@ def test_batches_pad_inputs_with_pad_and_labels_with_minus_100(dataset_dir, stud
         assert tok.decode([i for i in ids.tolist() if i != -100]) == middle  # the exact middle, whitespace and all
 
 
-def _task_prefix_ids(tiny_student_dir) -> dict[str, list[int]]:
-    """The ids the pretrained tokenizer, untouched by codistill, gives `predict:` and `explain:`."""
-    plain = AutoTokenizer.from_pretrained(tiny_student_dir)
-    return {task: plain.encode(text, add_special_tokens=False) for task, text in PLAIN_PREFIXES.items()}
+def _task_prefix_ids(tok) -> dict[str, list[int]]:
+    """The ids of `predict: ` and `explain: ` (Distilling Step-by-Step's) as the student's tokenizer writes text."""
+    return {task: tok.encode(text) for task, text in TASK_PREFIXES.items()}
 
 
-def test_inputs_are_a_plain_text_task_prefix_then_the_exact_fim_context(dataset_dir, student, tiny_student_dir):
+def test_inputs_are_a_plain_text_task_prefix_then_the_exact_fim_context(dataset_dir, student):
     dm = _module(dataset_dir, student, label_source="ground_truth")
-    tok, expected = student.tokenizer, _task_prefix_ids(tiny_student_dir)
+    tok, expected = student.tokenizer, _task_prefix_ids(student.tokenizer)
     added = set(tok.base.added_tokens_decoder)
     n_label, n_rationale = len(expected[LABEL_TASK]), len(expected[RATIONALE_TASK])
     for row in dm.splits["validation"]:
         label, rationale = row["label_input_ids"], row["rationale_input_ids"]
         assert label[:n_label] == expected[LABEL_TASK] and rationale[:n_rationale] == expected[RATIONALE_TASK]
         assert not added & set(label[:n_label] + rationale[:n_rationale])  # text, not added tokens
+        assert tok.decode(label[:n_label]) == TASK_PREFIXES[LABEL_TASK]
         context = label[n_label:]
         assert context == rationale[n_rationale:]  # the two tasks differ only in the prefix
         assert tok.decode(context) == f"{FIM_PREFIX}{row['prefix']}{FIM_SUFFIX}{row['suffix']}{FIM_MIDDLE}"
@@ -74,8 +79,8 @@ def test_label_source_picks_the_teacher_or_the_ground_truth(dataset_dir, student
         FIMDataModule(dataset_dir, student.tokenizer, label_source="gold")
 
 
-def test_long_contexts_keep_the_code_next_to_the_gap(student, tiny_student_dir):
-    tok, expected = student.tokenizer, _task_prefix_ids(tiny_student_dir)
+def test_long_contexts_keep_the_code_next_to_the_gap(student):
+    tok, expected = student.tokenizer, _task_prefix_ids(student.tokenizer)
     prefix, suffix = "a\n" * 200 + "NEAR_PREFIX", "NEAR_SUFFIX" + "\nb" * 200
     ids = encode_fim_input(tok, LABEL_TASK, prefix, suffix, 64)
     text = tok.decode(ids)

@@ -2,8 +2,10 @@
 
 import torch
 from datasets import Dataset, DatasetDict
+from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
 from codistill.data.fim_datamodule import FIMDataModule
+from codistill.data.formatting import LABEL_TASK, TASK_PREFIXES, fim_prompt
 from codistill.eval.metrics import empty_rate, exact_match
 from codistill.losses import DistillationLoss
 from codistill.models.fim import FIMDistiller
@@ -57,3 +59,13 @@ def test_an_overfit_student_reproduces_its_middles_exactly(tmp_path, tiny_studen
     preds = module.generate(batch["label"])
     assert empty_rate(preds) == 0.0
     assert exact_match(preds, batch["middle"]) >= 5 / 6, preds
+
+    # saved, it answers the same through transformers alone (what text2text pipelines and servers run)
+    module.model.save_pretrained(tmp_path / "student")
+    student.tokenizer.save_pretrained(tmp_path / "student")
+    model = AutoModelForSeq2SeqLM.from_pretrained(tmp_path / "student").eval()
+    tokenizer = AutoTokenizer.from_pretrained(tmp_path / "student")
+    prompts = [fim_prompt(TASK_PREFIXES[LABEL_TASK], p, s) for p, _, s in ROWS]
+    inputs = tokenizer(prompts, return_tensors="pt", padding=True)
+    out = model.generate(**inputs, max_new_tokens=32, do_sample=False)
+    assert sorted(tokenizer.batch_decode(out, skip_special_tokens=True)) == sorted(preds)  # the batch was shuffled

@@ -4,17 +4,18 @@ import csv
 import glob
 import json
 import os
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
-import torch
-from transformers import AutoModelForSeq2SeqLM
+import yaml
+from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
 from codistill.apps.train import train
 from codistill.data.corpus import load_sample_corpus
-from codistill.data.formatting import LABEL_TASK, encode_fim_input
-from codistill.models.tokenization import CodeTokenizer
+from codistill.data.formatting import LABEL_TASK, TASK_PREFIXES, fim_prompt
 from conftest import compose_config
 from openai_server import FakeOpenAI
 
@@ -65,15 +66,44 @@ def test_training_loss_goes_down(trained):
 
 
 def test_the_saved_student_loads_with_plain_transformers(trained):
+    """transformers alone, prompted with the prompt text, reproduces the student's validation answer."""
     cfg, _ = trained
     student_dir = f"{cfg.paths.output_dir}/student"
     model = AutoModelForSeq2SeqLM.from_pretrained(student_dir).eval()
-    tokenizer = CodeTokenizer.from_pretrained(student_dir)
+    tokenizer = AutoTokenizer.from_pretrained(student_dir)
     row = json.loads(open(f"{cfg.paths.output_dir}/predictions.jsonl").readline())
     prefix, suffix = row["prompt"].split("<FILL-HERE>")
-    ids = torch.tensor([encode_fim_input(tokenizer, LABEL_TASK, prefix, suffix, cfg.data.max_source_length)])
+    ids = tokenizer(fim_prompt(TASK_PREFIXES[LABEL_TASK], prefix, suffix), return_tensors="pt")["input_ids"]
+    assert ids.shape[1] <= cfg.data.max_source_length  # untruncated: the ids the student was validated on
     out = model.generate(input_ids=ids, max_new_tokens=cfg.data.max_target_length, do_sample=False)
-    assert tokenizer.decode(out[0].tolist()) == row["student"]
+    assert tokenizer.decode(out[0], skip_special_tokens=True) == row["student"]
+
+
+def test_the_readme_snippet_runs_on_a_saved_student(trained):
+    """README's "Use a student with plain transformers", pointed at this run's student."""
+    cfg, _ = trained
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    snippet = readme.split("### Use a student with plain transformers")[1].split("```python\n")[1].split("```")[0]
+    snippet, n = re.subn(r'student = ".*"', f'student = "{cfg.paths.output_dir}/student"', snippet)
+    assert n == 1
+    exec(snippet, {})
+
+
+def test_the_model_card_describes_the_run_and_its_snippet_runs(trained):
+    cfg, _ = trained
+    card = open(f"{cfg.paths.output_dir}/student/README.md", encoding="utf-8").read()
+    _, front, body = card.split("---\n", 2)
+    meta = yaml.safe_load(front)
+    assert meta["library_name"] == "transformers" and meta["license"] == cfg.card.license
+    assert meta["pipeline_tag"] == "text2text-generation" and "base_model" not in meta  # the tiny one is built
+    metrics = json.loads(open(f"{cfg.paths.output_dir}/metrics.json").read())["metrics"]
+    assert f"| val/edit_sim | {metrics['val/edit_sim']:.4f} |" in body
+    assert "tiny_gpt_bigcode" in body and f"alpha: {cfg.loss.alpha}" in body and "license mit" in body
+    assert "<fim_prefix>" in body and "api_key" not in card
+    snippet = body.split("```python\n")[1].split("```")[0]
+    scope = {}
+    exec(snippet, scope)  # the card's own usage, as a stranger runs it
+    assert isinstance(scope["middle"], str) and "predict: " in scope["prompt"]
 
 
 def _sample_jsonl(path):

@@ -15,6 +15,7 @@ from codistill.config import CONFIG_DIR, loggable
 from codistill.distributed import start_ranks
 from codistill.errors import ConfigError, build, exit_on_config_error, require
 from codistill.eval.report import write_report
+from codistill.models.card import write_model_card
 from codistill.models.export import export_student, on_evaluation_device, write_summary
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,7 @@ def train(cfg: DictConfig) -> float:
     if trainer.is_global_zero:
         out = Path(cfg.paths.output_dir)
         log_model = bool(OmegaConf.select(cfg, "logger.wandb.log_model", default=False))
+        write_model_card(out / "student", cfg, metrics)  # first, so a logged model artifact carries it
         model = export_student(module, student.tokenizer, checkpoint, trainer, out / "student", log_model, metrics)
         scores = score_after_training(cfg, module, model)
         predictions = getattr(module, "predictions", [])

@@ -2,9 +2,9 @@
 
 `predict: <fim_prefix>{prefix}<fim_suffix>{suffix}<fim_middle>` asks for the middle, `explain: <fim_prefix>...`
 for the explanation, as in Distilling Step-by-Step's code. The task prefixes are plain text that flan-t5
-already understands, encoded by the base tokenizer as it stands; the FIM markers are atomic tokens of the
-student's `CodeTokenizer`, so the code between them survives tokenization exactly. The tokenizer carries
-the prefixes its student learnt (`CodeTokenizer.task_prefixes`) and saves them with it.
+already understands; the FIM markers are atomic tokens of the student's lossless tokenizer, so the code
+between them survives tokenization exactly. The tokenizer carries the prefixes its student learnt
+(`CodeTokenizer.task_prefixes`) and saves them with it.
 """
 
 from codistill.losses import IGNORE_INDEX
@@ -15,6 +15,11 @@ LABEL_TASK, RATIONALE_TASK = "label", "rationale"
 TASK_PREFIXES = {LABEL_TASK: "predict: ", RATIONALE_TASK: "explain: "}
 # what students saved before the prefixes were recorded learnt: atomic added tokens, not text
 LEGACY_TASK_PREFIXES = {LABEL_TASK: "[label]", RATIONALE_TASK: "[rationale]"}
+
+
+def fim_prompt(task_prefix: str, prefix: str, suffix: str) -> str:
+    """The student's input as text: what a user of the saved student passes to its pipeline."""
+    return f"{task_prefix}{FIM_PREFIX}{prefix}{FIM_SUFFIX}{suffix}{FIM_MIDDLE}"
 
 
 def _keep_near_gap(p_ids: list[int], s_ids: list[int], budget: int) -> tuple[list[int], list[int]]:
@@ -44,8 +49,9 @@ def encode_causal_fim(
 def encode_fim_input(tokenizer, task: str, prefix: str, suffix: str, max_length: int) -> list[int]:
     """Token ids of the input for `task` (label or rationale), ending in eos. When too long, the prefix loses
     its start and the suffix its end (the code nearest the gap is kept), sharing the budget evenly. The budget
-    leaves room for the longest task prefix, so the inputs of the two tasks differ only in their prefix."""
-    task_ids = {name: tokenizer.encode_text(text) for name, text in tokenizer.task_prefixes.items()}
+    leaves room for the longest task prefix, so the inputs of the two tasks differ only in their prefix.
+    Untruncated, they are the ids of `fim_prompt`'s text (the student's encodings concatenate at markers)."""
+    task_ids = {name: tokenizer.encode(text) for name, text in tokenizer.task_prefixes.items()}
     fim_prefix, fim_suffix = tokenizer.encode(FIM_PREFIX), tokenizer.encode(FIM_SUFFIX)
     tail = tokenizer.encode(FIM_MIDDLE) + [tokenizer.eos_token_id]
     p_ids, s_ids = tokenizer.encode(prefix), tokenizer.encode(suffix)

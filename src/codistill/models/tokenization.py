@@ -1,124 +1,102 @@
-"""Lossless code tokenization for SentencePiece (T5) students.
+"""Lossless code tokenization for SentencePiece (T5) students, baked into the saved `tokenizer.json`.
 
-T5's SentencePiece normaliser turns newlines and tabs into spaces, collapses runs of spaces, strips the
-ends, and maps characters outside its vocabulary (`{`, emoji, CJK) to `<unk>`: code does not round-trip.
-`CodeTokenizer` escapes text before the base tokenizer sees it and undoes the escape when decoding:
+T5's pipeline loses code: its normaliser and whitespace split turn newlines and tabs into spaces, collapse
+runs of spaces and strip the ends, and characters outside the vocabulary (`{`, emoji, CJK) become `<unk>`.
+`lossless` rebuilds a loaded T5-style (Unigram) tokenizer from the `tokenizers` library's own components,
+so plain `AutoTokenizer.from_pretrained(student)` round-trips every string, in transformers, pipelines and
+serving engines alike:
 
-- a character the base tokenizer reproduces exactly (printable ASCII, checked per tokenizer) stays;
-- every other character becomes its UTF-8 bytes as added tokens `<0x0A>` (a newline), `<0xE6>` ...;
-- a single space between two kept characters stays; any other run of spaces (indentation, alignment)
-  becomes `<sp16>`/`<sp8>`/`<sp4>`/`<sp2>`/`<0x20>` tokens;
-- `markers` (the FIM markers) pass through as atomic tokens.
+- no normaliser or whitespace split of its own: every character reaches the Unigram model as written;
+- byte fallback: a character the vocabulary lacks (`\\n`, `\\t`, `{`, emoji) becomes its UTF-8 bytes, the
+  pieces `<0x0A>` ..., which `decoders.ByteFallback` turns back into text;
+- a space is the metaspace `▁`, never prepended, so a leading space survives and encodings concatenate at
+  the FIM markers; runs of 2, 4, 8 and 16 are single pieces (indentation);
+- the normaliser writes `<` and a literal `▁` as their byte pieces, and the vocabulary's other pieces
+  holding `<` are never chosen, so text cannot spell a byte piece;
+- the FIM markers are added tokens, neither normalised nor special: `skip_special_tokens` (what pipelines
+  decode with) keeps them, and keeps whitespace, which is no added token at all.
 
-`<` always escapes, so the text can never spell an added token by accident. Hence
-`decode(encode(x)) == x` for every string x. Natural-language text the pretrained model already reads
-(the task prefixes, kept in `task_prefixes`) bypasses the escape: `encode_text`.
+The new pieces extend the Unigram vocabulary, so their ids follow it and the model's embeddings grow to
+match; a student saved by the escaping wrapper this replaced keeps every id and its meaning.
 """
 
 import json
-import re
 from pathlib import Path
 
-from tokenizers import AddedToken
-from transformers import AutoTokenizer
+from tokenizers import AddedToken, Tokenizer, decoders, models, normalizers, pre_tokenizers
+from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
 from codistill.data.formatting import LEGACY_TASK_PREFIXES, TASK_PREFIXES
 
-BYTE_TOKENS = [f"<0x{b:02X}>" for b in range(256)]
-SPACE_RUNS = [(16, "<sp16>"), (8, "<sp8>"), (4, "<sp4>"), (2, "<sp2>"), (1, "<0x20>")]
+BYTE_PIECES = [f"<0x{b:02X}>" for b in range(256)]
 METASPACE = "\u2581"  # SentencePiece's visible space
+SPACE_RUNS = [METASPACE * n for n in (16, 8, 4, 2)]
+LEGACY_SPACE_RUNS = ["<sp16>", "<sp8>", "<sp4>", "<sp2>"]  # the same ids' names in the escaping wrapper
+NEVER = -1e6  # the score of a piece holding `<`: any other segmentation wins
 CODEC_FILE = "codistill_tokenizer.json"
 
 
+def _byte_escape(char: str) -> str:
+    return "".join(BYTE_PIECES[b] for b in char.encode("utf-8"))
+
+
+def lossless(tokenizer, markers: tuple[str, ...] = ()) -> PreTrainedTokenizerFast:
+    """`tokenizer` (a T5-style Unigram tokenizer, lossless already or not) rebuilt to round-trip every
+    string, with `markers` as atomic added tokens. Existing ids keep their meaning."""
+    spec = json.loads(tokenizer.backend_tokenizer.to_str())["model"]
+    if spec["type"] != "Unigram":
+        raise ValueError(f"lossless() rebuilds SentencePiece (Unigram) tokenizers, not {spec['type']}")
+    specials = set(tokenizer.all_special_tokens)
+    vocab = [(p, NEVER if "<" in p and p not in specials and p not in BYTE_PIECES else s) for p, s in spec["vocab"]]
+    known = {p for p, _ in vocab}
+    vocab += [(p, 0.0) for p in BYTE_PIECES + SPACE_RUNS if p not in known]
+    backend = Tokenizer(models.Unigram(vocab, unk_id=spec["unk_id"], byte_fallback=True))
+    backend.normalizer = normalizers.Sequence(
+        [normalizers.Replace("<", _byte_escape("<")), normalizers.Replace(METASPACE, _byte_escape(METASPACE))]
+    )
+    backend.pre_tokenizer = pre_tokenizers.Metaspace(METASPACE, prepend_scheme="never", split=False)
+    backend.decoder = decoders.Sequence(
+        [decoders.Metaspace(METASPACE, prepend_scheme="never", split=False), decoders.ByteFallback(), decoders.Fuse()]
+    )
+    backend.post_processor = tokenizer.backend_tokenizer.post_processor
+    codec = set(BYTE_PIECES + LEGACY_SPACE_RUNS)
+    for token_id, token in sorted(tokenizer.added_tokens_decoder.items()):
+        if token.content not in codec:
+            (backend.add_special_tokens if token.special else backend.add_tokens)([token])
+            if backend.token_to_id(token.content) != token_id:
+                raise ValueError(f"{token.content!r} would move from id {token_id}: the student would misread it")
+    missing = [m for m in markers if m not in backend.get_vocab()]
+    backend.add_tokens([AddedToken(m, normalized=False, special=False) for m in missing])
+    return PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        eos_token=tokenizer.eos_token,
+        pad_token=tokenizer.pad_token,
+        unk_token=tokenizer.unk_token,
+        model_max_length=tokenizer.model_max_length,
+        clean_up_tokenization_spaces=False,  # it deletes spaces before punctuation
+        split_special_tokens=True,  # `</s>` in code is text, not the end of it
+    )
+
+
 class CodeTokenizer:
-    """A lossless wrapper around a Hugging Face SentencePiece tokenizer (see module docstring)."""
+    """A student's lossless tokenizer (`base`, what transformers loads from the folder) and what codistill
+    adds to it: the task prefixes the student learnt, recorded beside it (students saved before the record
+    learnt the legacy `[label]` ones), and `encode`/`decode` as the datamodule and evaluation call them
+    (no special tokens added; padding and eos dropped)."""
 
     def __init__(self, tokenizer, markers: tuple[str, ...] = (), task_prefixes: dict[str, str] | None = None):
-        self.base = tokenizer
+        self.base = lossless(tokenizer, markers)
         self.markers = tuple(markers)
         self.task_prefixes = dict(task_prefixes or TASK_PREFIXES)
-        codec = BYTE_TOKENS + [token for _, token in SPACE_RUNS[:-1]]
-        vocab = tokenizer.get_vocab()
-        missing = [t for t in codec + list(self.markers) if t not in vocab]
-        tokenizer.add_tokens([AddedToken(t, normalized=False, special=False) for t in missing])
-        self._piece_bytes = {t: bytes([b]) for b, t in enumerate(BYTE_TOKENS)}
-        self._piece_bytes.update({t: b" " * n for n, t in SPACE_RUNS})
-        self._skip_ids = set(tokenizer.all_special_ids) - {tokenizer.unk_token_id}
-        self.safe = frozenset(c for c in map(chr, range(0x21, 0x7F)) if c != "<" and self._reproduces(c))
-        pattern = "|".join(re.escape(m) for m in sorted(self.markers, key=len, reverse=True))
-        self._marker_split = re.compile(f"({pattern})") if pattern else None
 
-    def _reproduces(self, char: str) -> bool:
-        ids = self.base.encode(char, add_special_tokens=False)
-        return self.base.unk_token_id not in ids and self._decode_pieces(ids) == char
-
-    # -- escape / unescape ------------------------------------------------------------------------
-    def escape(self, text: str) -> str:
-        """Rewrite `text` so that the base tokenizer keeps every character (markers untouched)."""
-        parts = self._marker_split.split(text) if self._marker_split else [text]
-        return "".join(p if p in self.markers else self._escape_plain(p) for p in parts)
-
-    def _escape_plain(self, text: str) -> str:
-        out = []
-        for match in re.finditer(r" +|.", text, flags=re.DOTALL):
-            chunk, start, end = match.group(), match.start(), match.end()
-            if chunk[0] == " ":
-                inner = 0 < start and end < len(text) and text[start - 1] in self.safe and text[end] in self.safe
-                out.append(" " if len(chunk) == 1 and inner else _space_tokens(len(chunk)))
-            elif chunk in self.safe:
-                out.append(chunk)
-            else:
-                out.append("".join(BYTE_TOKENS[b] for b in chunk.encode("utf-8")))
-        return "".join(out)
-
-    def _decode_pieces(self, ids) -> str:
-        out, segment, raw = [], [], bytearray()
-
-        def flush():
-            if segment:
-                text = "".join(segment).replace(METASPACE, " ")
-                out.append(text[1:] if text.startswith(" ") else text)  # SentencePiece's dummy prefix
-                segment.clear()
-            if raw:
-                out.append(raw.decode("utf-8", errors="replace"))
-                raw.clear()
-
-        for token_id, piece in zip(ids, self.base.convert_ids_to_tokens(list(ids)), strict=True):
-            if piece in self._piece_bytes:
-                if segment:
-                    flush()
-                raw.extend(self._piece_bytes[piece])
-            elif piece in self.markers:
-                flush()
-                out.append(piece)
-            elif token_id in self._skip_ids:
-                continue
-            elif token_id == self.base.unk_token_id:
-                flush()
-                out.append("\ufffd")
-            else:
-                if raw:
-                    flush()
-                segment.append(piece)
-        flush()
-        return "".join(out)
-
-    # -- the tokenizer interface the datamodule and model use ----------------------------------------
     def __call__(self, text, **kwargs):
-        texts = [self.escape(t) for t in text] if isinstance(text, list) else self.escape(text)
-        return self.base(texts, **kwargs)
+        return self.base(text, **kwargs)
 
-    def encode(self, text: str, add_special_tokens: bool = False) -> list[int]:
-        return self.base.encode(self.escape(text), add_special_tokens=add_special_tokens)
-
-    def encode_text(self, text: str) -> list[int]:
-        """Ids of `text` as the base tokenizer reads it, unescaped: for prose the pretrained model knows
-        (a task prefix), not for code (whitespace is normalised away)."""
+    def encode(self, text: str) -> list[int]:
         return self.base.encode(text, add_special_tokens=False)
 
     def decode(self, ids) -> str:
-        """Text for token ids; padding, eos and other special tokens are dropped, `<unk>` is U+FFFD."""
-        return self._decode_pieces([int(i) for i in ids])
+        return self.base.decode([int(i) for i in ids], skip_special_tokens=True)
 
     def batch_decode(self, sequences) -> list[str]:
         return [self.decode(ids) for ids in sequences]
@@ -137,15 +115,17 @@ class CodeTokenizer:
     def eos_token_id(self) -> int:
         return self.base.eos_token_id
 
-    # -- persistence ---------------------------------------------------------------------------------
     def save_pretrained(self, directory: str | Path) -> None:
         self.base.save_pretrained(directory)
+        config = Path(directory, "tokenizer_config.json")
+        # transformers 5 writes its own class name; the alias also loads in transformers 4 (vLLM, TGI)
+        config.write_text(json.dumps({**json.loads(config.read_text()), "tokenizer_class": "PreTrainedTokenizerFast"}))
         record = {"markers": list(self.markers), "task_prefixes": self.task_prefixes}
         Path(directory, CODEC_FILE).write_text(json.dumps(record, indent=2))
 
     @classmethod
     def from_pretrained(cls, name_or_path: str, markers: tuple[str, ...] | None = None) -> "CodeTokenizer":
-        """Load a base tokenizer (a Hub id or a folder) and wrap it; a saved student keeps its markers and
+        """Load a tokenizer (a Hub id or a folder) and make it lossless; a saved student keeps its markers and
         task prefixes. One saved before the prefixes were recorded learnt the legacy `[label]` ones."""
         saved = Path(name_or_path, CODEC_FILE)
         record = json.loads(saved.read_text()) if saved.is_file() else {}
@@ -153,11 +133,3 @@ class CodeTokenizer:
             markers = tuple(record.get("markers", ()))
         prefixes = record.get("task_prefixes", LEGACY_TASK_PREFIXES if record else TASK_PREFIXES)
         return cls(AutoTokenizer.from_pretrained(name_or_path), markers, prefixes)
-
-
-def _space_tokens(n: int) -> str:
-    out = []
-    for size, token in SPACE_RUNS:
-        count, n = divmod(n, size)
-        out.append(token * count)
-    return "".join(out)
