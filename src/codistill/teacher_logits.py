@@ -161,7 +161,7 @@ class SampledTeacher(OfflineTeacher):
     columns = (schema.TEACHER_SAMPLE_IDS, schema.TEACHER_SAMPLE_COUNTS)
     requires = schema.TEACHER_SAMPLE_COLUMNS
 
-    def __init__(self, samples: int = 32, tokenizer: str | None = None):
+    def __init__(self, samples: int = 64, tokenizer: str | None = None):
         if samples < 1:
             raise ConfigError(f"teacher_logits.samples={samples} must be at least 1")
         super().__init__(tokenizer=tokenizer)
