@@ -9,6 +9,8 @@ MoonScript sample, `codistill-train`'s config composed with Hydra's compose API)
 - label_only: cross-entropy on the middle (`loss=label_only`);
 - offline top-k: `loss=forward_kl` (ce_weight 0.5) from the teacher's top-k distributions stored in the
   dataset (`teacher_logits=offline`, one run per `--top-k`);
+- sampled: the same loss from `--samples` draws per token stored in the dataset (`teacher_logits=sampled`);
+  the embedded teacher is random, so nearly every draw is a distinct id: the most it can store and cost;
 - online: `loss=forward_kl` with the teacher (`--teacher-dim` wide, `--teacher-layers` deep) scoring
   every batch beside the student (`teacher_logits=online`, dense logits).
 
@@ -16,7 +18,7 @@ Throughput is target tokens (the middles and their end-of-text) per second over 
 `--warmup-steps`, the median of `--repeats` runs per method, methods interleaved. Ratios are against
 label_only in the same run. Storage is the Arrow bytes of the three distribution columns per stored token.
 
-    python benchmarks/kd_overhead.py [--steps 40] [--repeats 3] [--top-k 8 32 128] [--threads 1]
+    python benchmarks/kd_overhead.py [--steps 40] [--repeats 3] [--top-k 8 32 128] [--samples 64] [--threads 1]
 """
 
 import argparse
@@ -85,6 +87,7 @@ def main() -> None:
     parser.add_argument("--warmup-steps", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--top-k", type=int, nargs="+", default=[8, 32, 128])
+    parser.add_argument("--samples", type=int, nargs="+", default=[64], help="draws per token, teacher_logits=sampled")
     parser.add_argument("--student-dim", type=int, default=128)
     parser.add_argument("--student-layers", type=int, default=4)
     parser.add_argument("--teacher-dim", type=int, default=256)
@@ -110,6 +113,11 @@ def main() -> None:
         train = load_distillation_dataset(build(cfg.data.source).cached())["train"]
         storage[f"offline top-{k}"] = schema.distribution_bytes_per_token(train)["top_k"]
         methods[f"offline top-{k}"] = cfg
+    for n in args.samples:
+        cfg = config(tmp, [*teacher, "loss=forward_kl", "teacher_logits=sampled", f"teacher_logits.samples={n}"])
+        train = load_distillation_dataset(build(cfg.data.source).cached())["train"]
+        storage[f"sampled n={n}"] = schema.distribution_bytes_per_token(train)["sampled"]
+        methods[f"sampled n={n}"] = cfg
     methods["online (dense)"] = config(tmp, [*teacher, "loss=forward_kl", "teacher_logits=online"])
     build(methods["label_only"].data.source).cached()
     runs = {name: [] for name in methods}
