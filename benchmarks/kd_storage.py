@@ -71,8 +71,8 @@ def main() -> None:
     args.teacher_steps, args.steps, limit = (40, 20, 16) if args.quick else (1500, 600, 300)
     started = time.perf_counter()
     tmp = Path(ROOT / ".cache" / ("kd_storage-quick" if args.quick else "kd_storage"))
-    common = [*shared_settings(args), *student_settings(args), "teacher.backend.name_or_path.vocab_size=8192"]
-    common += [f"teacher.backend.batch_size={args.teacher_batch}"]
+    args.teacher_vocab = 8192
+    common = [*shared_settings(args), *student_settings(args), f"teacher.backend.batch_size={args.teacher_batch}"]
     plan = {name: [*common, *overrides, "seed=0"] for name, overrides in arms(args).items()}
 
     storage, dataset_dir = {}, None
