@@ -140,6 +140,15 @@ def score(model, dataset_dir: str, stdlib_jsonl: str, limit: int) -> dict[str, f
     }
 
 
+def teacher_and_held_out_stdlib(tmp: Path, cfg) -> tuple[str, str]:
+    """The pretrained teacher's folder, and a JSON Lines corpus of the standard-library files its
+    pretraining held out (the second held-out domain)."""
+    stdlib_jsonl = tmp / "stdlib_held_out.jsonl"
+    held_out = stdlib_files()[: cfg.teacher.backend.name_or_path.held_out_stdlib]
+    stdlib_jsonl.write_text("".join(json.dumps({"content": p.read_text(errors="replace")}) + "\n" for p in held_out))
+    return build(cfg.teacher.backend.name_or_path), str(stdlib_jsonl)
+
+
 def summarise(runs: list[dict[str, float]]) -> dict[str, float]:
     row = {}
     for metric in runs[0]:
@@ -186,12 +195,9 @@ def main() -> None:
 
     base = compose_train(tmp, "base", [*common, *student_settings(args)])
     dataset_dir = build(base.data.source).cached()  # pretrains the teacher first, then labels the dataset
-    teacher_dir = build(base.teacher.backend.name_or_path)
-    stdlib_jsonl = tmp / "stdlib_held_out.jsonl"  # the files the teacher's pretraining held out
-    held_out = stdlib_files()[: base.teacher.backend.name_or_path.held_out_stdlib]
-    stdlib_jsonl.write_text("".join(json.dumps({"content": p.read_text(errors="replace")}) + "\n" for p in held_out))
+    teacher_dir, stdlib_jsonl = teacher_and_held_out_stdlib(tmp, base)
 
-    rows = {"teacher": score(causal(teacher_dir, "teacher"), dataset_dir, str(stdlib_jsonl), limit)}
+    rows = {"teacher": score(causal(teacher_dir, "teacher"), dataset_dir, stdlib_jsonl, limit)}
     test = load_distillation_dataset(dataset_dir)["test"]
     test = test.select(range(min(limit, len(test))))
     copies = [copy_previous_line(p, s) for p, s in zip(test["prefix"], test["suffix"], strict=True)]
@@ -210,7 +216,7 @@ def main() -> None:
                 if is_t5
                 else causal(folder, name)
             )
-            runs.append(score(model, dataset_dir, str(stdlib_jsonl), limit))
+            runs.append(score(model, dataset_dir, stdlib_jsonl, limit))
             print(name, seed, runs[-1], flush=True)
         rows[name] = summarise(runs)
     # each student against its own label-only baseline (T5 arms first: the causal names have no prefix)

@@ -27,12 +27,11 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import torch
-from efficacy import ROOT, causal, compose_train, score, shared_settings, student_settings
+from efficacy import ROOT, causal, compose_train, score, shared_settings, student_settings, teacher_and_held_out_stdlib
 
 from codistill.data import schema
 from codistill.data.fim_datamodule import load_distillation_dataset
 from codistill.errors import build
-from codistill.models.pretrain import stdlib_files
 from codistill.tables import print_table
 
 KD = ["loss=forward_kl", "loss.ce_weight=0.5", "data.label_source=ground_truth"]
@@ -70,7 +69,7 @@ def main() -> None:
     args.teacher_dim, args.teacher_layers = (64, 2) if args.quick else (256, 6)
     args.teacher_steps, args.steps, limit = (40, 20, 16) if args.quick else (1500, 600, 300)
     started = time.perf_counter()
-    tmp = Path(ROOT / ".cache" / ("kd_storage-quick" if args.quick else "kd_storage"))
+    tmp = ROOT / ".cache" / ("kd_storage-quick" if args.quick else "kd_storage")
     args.teacher_vocab = 8192
     common = [*shared_settings(args), *student_settings(args), f"teacher.backend.batch_size={args.teacher_batch}"]
     plan = {name: [*common, *overrides, "seed=0"] for name, overrides in arms(args).items()}
@@ -87,18 +86,14 @@ def main() -> None:
         elif name.startswith("sampled"):
             storage[name] = sizes["sampled"]
         dataset_dir = dataset_dir or folder
-    base = compose_train(tmp, "datasets", plan["label_only"])
-    teacher_dir = build(base.teacher.backend.name_or_path)
-    stdlib_jsonl = tmp / "stdlib_held_out.jsonl"  # the files the teacher's pretraining held out
-    held_out = stdlib_files()[: base.teacher.backend.name_or_path.held_out_stdlib]
-    stdlib_jsonl.write_text("".join(json.dumps({"content": p.read_text(errors="replace")}) + "\n" for p in held_out))
-    rows = {"teacher": score(causal(teacher_dir, "teacher"), dataset_dir, str(stdlib_jsonl), limit)}
+    teacher_dir, stdlib_jsonl = teacher_and_held_out_stdlib(tmp, compose_train(tmp, "datasets", plan["label_only"]))
+    rows = {"teacher": score(causal(teacher_dir, "teacher"), dataset_dir, stdlib_jsonl, limit)}
 
     threads = max(1, (multiprocessing.cpu_count() // args.workers))
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(args.workers, mp_context=context) as pool:
         futures = {
-            name: pool.submit(run_arm, tmp, name, o, dataset_dir, str(stdlib_jsonl), limit, threads)
+            name: pool.submit(run_arm, tmp, name, o, dataset_dir, stdlib_jsonl, limit, threads)
             for name, o in plan.items()
         }
         for name, future in futures.items():

@@ -109,12 +109,16 @@ def build_fim_dataset(
         if score is not None:
             record[schema.TEACHER_DISTRIBUTION_OF] = distribution_of
         if teacher_topk:
-            record[schema.TEACHER_TOPK_IDS], record[schema.TEACHER_TOPK_LOGPROBS] = score.topk_ids, score.topk_logprobs
-            record[schema.TEACHER_TAIL_MASS] = score.tail
+            record.update(
+                {
+                    schema.TEACHER_TOPK_IDS: score.topk_ids,
+                    schema.TEACHER_TOPK_LOGPROBS: score.topk_logprobs,
+                    schema.TEACHER_TAIL_MASS: score.tail,
+                }
+            )
         if teacher_samples:
-            record[schema.TEACHER_SAMPLE_IDS], record[schema.TEACHER_SAMPLE_COUNTS] = (
-                score.sample_ids,
-                score.sample_counts,
+            record.update(
+                {schema.TEACHER_SAMPLE_IDS: score.sample_ids, schema.TEACHER_SAMPLE_COUNTS: score.sample_counts}
             )
     features = Features(
         {

@@ -91,8 +91,10 @@ TEACHER_SAMPLES = Features(
 def distribution_bytes_per_token(split: Dataset) -> dict[str, float]:
     """What the stored teacher distributions cost, per form (top_k, sampled): Arrow bytes of their columns
     per label token."""
-    forms = {"top_k": (TEACHER_TOPK_IDS, TEACHER_TOPK_LOGPROBS, TEACHER_TAIL_MASS)}
-    forms["sampled"] = (TEACHER_SAMPLE_IDS, TEACHER_SAMPLE_COUNTS)
+    forms = {
+        "top_k": (TEACHER_TOPK_IDS, TEACHER_TOPK_LOGPROBS, TEACHER_TAIL_MASS),
+        "sampled": (TEACHER_SAMPLE_IDS, TEACHER_SAMPLE_COUNTS),
+    }
     out = {}
     for form, columns in forms.items():
         if columns[0] in split.column_names:

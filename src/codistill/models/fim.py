@@ -69,15 +69,8 @@ class FIMDistiller(pl.LightningModule):
             loss.check_vocabularies(tokenizer.get_vocab(), teacher.vocabulary)
         if loss.lmbda and not getattr(teacher, "online", False):
             raise ConfigError("loss.lmbda > 0 scores the student's own samples: it needs teacher_logits=online")
-        if (
-            isinstance(teacher, SampledTeacher)
-            and loss.needs_teacher
-            and (loss.divergence, loss.temperature)
-            != (
-                "forward_kl",
-                1.0,
-            )
-        ):
+        estimated = (loss.divergence, loss.temperature) == ("forward_kl", 1.0)  # what draws estimate unbiased
+        if isinstance(teacher, SampledTeacher) and loss.needs_teacher and not estimated:
             raise ConfigError(
                 "teacher_logits=sampled estimates forward KL at temperature 1 only: set loss=forward_kl and "
                 "loss.temperature=1, or use teacher_logits=offline (top-k) for this loss"
