@@ -7,38 +7,47 @@ training files (`teacher=pretrained`). Every arm goes through `codistill-train` 
 compose API) with the same student initialisation, steps, batch and learning rate, validating once at the
 end:
 
-- causal students (a GPTBigCode built from config around the teacher's tokenizer, `--student-dim` wide):
-  `label_only` on the ground truth (the baseline), `label_only` on the teacher's middles (sequence-level
-  KD), `forward_kl`, `reverse_kl` (online teacher, ce_weight 0.5), `gkd` (on-policy share `lmbda`);
-- the tiny T5 student (its own tokenizer): `label_only` on the ground truth and `uld`.
+- causal students (a GPTBigCode built from config around the teacher's tokenizer, about 8x smaller than
+  the teacher): `label_only` on the ground truth (the baseline), `label_only` on the teacher's middles
+  (sequence-level KD), `forward_kl` (64 stored draws per position, `teacher_logits=sampled`), `reverse_kl`
+  (stored top-32, `teacher_logits=offline`), both mixed half and half with the label's cross-entropy, and
+  `gkd` (the online teacher scores the student's own samples on half the batches);
+- the tiny T5 student (its own tokenizer): `label_only` on the ground truth and `uld` (stored top-32).
+
+The teacher's distributions are stored in the dataset once (its middles and scores are built before any
+arm trains) wherever a loss can read them stored, as a user on a CPU would: only on-policy GKD runs the
+teacher beside the student. The arms run `--workers` at a time, each in its own process.
 
 Scored with codistill-eval's tasks: `fim_heldout` on the test split (MoonScript files) and `fim_corpus` on
 standard-library files the teacher held out: bits per byte of the ground truth, edit similarity, exact
 match; the teacher itself and the copy-the-line-above baseline beside them; the share of the
-teacher-baseline gap in bits per byte each arm closes. Mean and spread over `--seeds`.
+teacher-baseline gap in bits per byte each arm closes. Mean and spread over `--seeds`; a bar chart of bits
+per byte per arm and domain (`docs/efficacy.png`).
 
 The rationale question of the original recipe (does a rationale help?) needs rationales from a real
 LLM; with an OpenAI-compatible endpoint, run the alpha sweep the report prints.
 
     python benchmarks/efficacy.py --quick        # about 10-15 minutes on 2 cores: 1 seed, a small teacher
-    python benchmarks/efficacy.py                # the full run: 3 seeds, a larger teacher
+    python benchmarks/efficacy.py                # the full run: 3 seeds, a larger teacher (about an hour)
 """
 
 import argparse
 import json
+import multiprocessing
 import os
 import statistics
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 os.environ.setdefault("TQDM_DISABLE", "1")
 os.environ.setdefault("WANDB_MODE", "offline")
 
+import torch  # noqa: E402
 from hydra import compose, initialize_config_dir  # noqa: E402
 from omegaconf import open_dict  # noqa: E402
 
-from codistill.apps.train import train  # noqa: E402
 from codistill.backends.hf import HFBackend  # noqa: E402
 from codistill.config import CONFIG_DIR  # noqa: E402
 from codistill.data.fim_datamodule import load_distillation_dataset  # noqa: E402
@@ -56,16 +65,17 @@ SHARED = ROOT.parent / "shared" / "data" / "moonscript" / "moonscript.jsonl.gz"
 FIM = {"prefix": "<fim-prefix>", "suffix": "<fim-suffix>", "middle": "<fim-middle>"}
 MAX_NEW_TOKENS = 48
 
+KD = ["data.label_source=ground_truth", "loss.ce_weight=0.5"]
 CAUSAL_ARMS = {
     "label_only (ground truth)": ["loss=label_only", "data.label_source=ground_truth"],
     "label_only (teacher middles)": ["loss=label_only", "data.label_source=teacher"],
-    "forward_kl": ["loss=forward_kl", "data.label_source=ground_truth"],
-    "reverse_kl": ["loss=reverse_kl", "data.label_source=ground_truth"],
-    "gkd (on-policy)": ["loss=gkd", "data.label_source=ground_truth", "loss.ce_weight=0.5"],
+    "forward_kl": ["loss=forward_kl", *KD, "teacher_logits=sampled"],
+    "reverse_kl": ["loss=reverse_kl", *KD, "teacher_logits=offline"],
+    "gkd (on-policy)": ["loss=gkd", *KD],
 }
 T5_ARMS = {
     "t5 label_only (ground truth)": ["loss=label_only", "data.label_source=ground_truth"],
-    "t5 uld": ["loss=uld", "data.label_source=ground_truth"],
+    "t5 uld": ["loss=uld", "data.label_source=ground_truth", "teacher_logits=offline"],
 }
 
 
@@ -80,12 +90,15 @@ def shared_settings(args) -> list[str]:
         "dataset.test_size=0.1",
         "dataset.segment.length=256",
         "dataset.fim.max_middle=3",
+        "data.source.seed=1234",  # one split, one set of gaps, one teacher for every arm and seed: a seed
+        f"{teacher}.split_seed=1234",  # varies only the student's initialisation and batch order
         "teacher=pretrained",
         f"{teacher}.n_embd={args.teacher_dim}",
         f"{teacher}.vocab_size={args.teacher_vocab}",
         f"{teacher}.n_layer={args.teacher_layers}",
         f"{teacher}.n_head={args.teacher_dim // 32}",
         f"{teacher}.steps={args.teacher_steps}",
+        f"{teacher}.corpus_weight={args.corpus_weight}",
         f"teacher.backend.max_new_tokens={MAX_NEW_TOKENS}",
         "rationale.backend.max_new_tokens=8",  # no arm here learns the rationale task
         "data.max_target_length=64",
@@ -95,20 +108,27 @@ def shared_settings(args) -> list[str]:
         "trainer.check_val_every_n_epoch=null",
         f"+trainer.val_check_interval={args.steps}",
         "+trainer.num_sanity_val_steps=0",
+        "+trainer.limit_val_batches=4",  # the run's own validation (64 gaps): the scores below are this script's
         "model.warmup_steps=10",
         "model.optimizer.lr=3e-3",
     ]
 
 
 def student_settings(args) -> list[str]:
-    """A causal student about a quarter of the teacher's width and half its depth, around its tokenizer."""
+    """A causal GPTBigCode student of `--student-dim` x `--student-layers` around the teacher's tokenizer."""
     return [
         "student=gpt_bigcode_teacher_tokenizer",
-        f"student.name_or_path.n_embd={args.teacher_dim // 2}",
-        f"student.name_or_path.n_layer={max(1, args.teacher_layers // 2)}",
-        f"student.name_or_path.n_head={max(1, args.teacher_dim // 64)}",
+        f"student.name_or_path.n_embd={args.student_dim}",
+        f"student.name_or_path.n_layer={args.student_layers}",
+        f"student.name_or_path.n_head={max(1, args.student_dim // 32)}",
         "student.name_or_path.n_positions=512",
     ]
+
+
+def seeded(seed: int) -> list[str]:
+    """An arm's seed: the student's initialisation and the order of its batches (shared_settings pins the
+    split, the gaps and the teacher)."""
+    return [f"seed={seed}", f"student.name_or_path.seed={seed}"]
 
 
 def compose_train(tmp: Path, run: str, overrides: list[str]):
@@ -138,6 +158,22 @@ def score(model, dataset_dir: str, stdlib_jsonl: str, limit: int) -> dict[str, f
         "stdlib bpb": lib["bits_per_byte"],
         "stdlib edit_sim": lib["edit_sim"],
     }
+
+
+def run_arm(tmp: Path, run: str, overrides: list[str], seq2seq: bool, data: tuple[str, str, int], threads: int):
+    """Train one arm through codistill-train in this (worker) process; score its saved student on `data`
+    (dataset folder, held-out stdlib corpus, gaps per domain)."""
+    torch.set_num_threads(threads)
+    from codistill.apps.train import train  # in the worker: each process imports its own
+
+    cfg = compose_train(tmp, run.replace(" ", "_"), overrides)
+    train(cfg)
+    folder = str(Path(cfg.paths.output_dir) / "student")
+    if seq2seq:
+        model = Seq2SeqModel.from_pretrained(folder, device="cpu", max_new_tokens=MAX_NEW_TOKENS)
+    else:
+        model = causal(folder, run)
+    return score(model, *data)
 
 
 def teacher_and_held_out_stdlib(tmp: Path, cfg) -> tuple[str, str]:
@@ -178,65 +214,108 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="1 seed, a small teacher, fewer files and steps")
     parser.add_argument("--seeds", type=int, default=None)
+    parser.add_argument("--workers", type=int, default=2, help="arms trained at a time, one process each")
     parser.add_argument("--out", default=str(ROOT / "docs" / "efficacy.md"))
+    parser.add_argument("--workdir", help="keep the teacher, datasets and runs here (a second run reuses them)")
     args = parser.parse_args()
     args.seeds = args.seeds or (1 if args.quick else 3)
     args.max_files = 120 if args.quick else 314
     args.teacher_dim, args.teacher_layers = (128, 4) if args.quick else (256, 6)
-    # the full teacher as benchmarks/kd_storage.py calibrated it: 1.62 bits per byte on held-out MoonScript
-    # where the label-only student reaches 2.25 (docs/benchmarks.md)
+    # the full teacher is kd_storage's (8,192-token BPE; 1.62 bits per byte on held-out MoonScript after 1,500
+    # steps, docs/benchmarks.md) with half its blocks from MoonScript and 600 steps: 2 s a step on 2 cores
     args.teacher_vocab = 4096 if args.quick else 8192
-    args.teacher_steps = 300 if args.quick else 1500
-    args.steps = 150 if args.quick else 600
-    limit = 60 if args.quick else 300
+    args.teacher_steps = 300 if args.quick else 600
+    args.corpus_weight = 0.3 if args.quick else 0.5
+    args.student_dim, args.student_layers = (64, 2) if args.quick else (64, 3)
+    # 300 steps of batch 8 (about 1.5 epochs of the training gaps) and 150 gaps per domain: 21 runs fit the
+    # 60 minutes beside the teacher's pretraining (a student step is about 0.5 s on one core)
+    args.steps = 150 if args.quick else 300
+    limit = 60 if args.quick else 150
     started = time.perf_counter()
-    tmp = Path(tempfile.mkdtemp(prefix="efficacy-"))
+    tmp = Path(args.workdir or tempfile.mkdtemp(prefix="efficacy-"))
     common = shared_settings(args)
+    causal_arms = {name: [*student_settings(args), *o] for name, o in CAUSAL_ARMS.items()}
+    plan = {name: [*common, *o] for name, o in (causal_arms | T5_ARMS).items()}
 
-    base = compose_train(tmp, "base", [*common, *student_settings(args)])
-    dataset_dir = build(base.data.source).cached()  # pretrains the teacher first, then labels the dataset
+    datasets = {}  # the teacher first, then each stored form of its distribution, before the arms share them
+    for name, overrides in plan.items():
+        datasets[name] = build(compose_train(tmp, "datasets", overrides).data.source).cached()
+    base = compose_train(tmp, "datasets", plan["label_only (ground truth)"])
+    dataset_dir = datasets["label_only (ground truth)"]
     teacher_dir, stdlib_jsonl = teacher_and_held_out_stdlib(tmp, base)
+    data = (dataset_dir, stdlib_jsonl, limit)
+    pretraining = json.loads(Path(teacher_dir, "pretraining.json").read_text())
 
-    rows = {"teacher": score(causal(teacher_dir, "teacher"), dataset_dir, stdlib_jsonl, limit)}
+    rows = {"teacher": score(causal(teacher_dir, "teacher"), *data)}
     test = load_distillation_dataset(dataset_dir)["test"]
     test = test.select(range(min(limit, len(test))))
-    copies = [copy_previous_line(p, s) for p, s in zip(test["prefix"], test["suffix"], strict=True)]
-    rows["baseline: copy the line above"] = {"moon edit_sim": edit_similarity(copies, test["middle"])}
+    prefixes, suffixes, middles = test["prefix"], test["suffix"], test["middle"]
+    copies = [copy_previous_line(p, s) for p, s in zip(prefixes, suffixes, strict=True)]
+    rows["baseline: copy the line above"] = {"moon edit_sim": edit_similarity(copies, middles)}
+    rows["baseline: empty middle"] = {"moon edit_sim": edit_similarity([""] * len(middles), middles)}
 
-    arms = {name: [*student_settings(args), *o] for name, o in CAUSAL_ARMS.items()} | T5_ARMS
-    for name, overrides in arms.items():
-        runs = []
-        for seed in range(args.seeds):
-            cfg = compose_train(tmp, f"{name}-{seed}".replace(" ", "_"), [*common, *overrides, f"seed={seed}"])
-            train(cfg)
-            folder = str(Path(cfg.paths.output_dir) / "student")
-            is_t5 = name.startswith("t5")
-            model = (
-                Seq2SeqModel.from_pretrained(folder, device="cpu", max_new_tokens=MAX_NEW_TOKENS)
-                if is_t5
-                else causal(folder, name)
-            )
-            runs.append(score(model, dataset_dir, stdlib_jsonl, limit))
-            print(name, seed, runs[-1], flush=True)
-        rows[name] = summarise(runs)
+    threads = max(1, multiprocessing.cpu_count() // args.workers)
+    jobs = sorted(((n, seed) for n in plan for seed in range(args.seeds)), key=lambda j: not j[0].startswith("gkd"))
+    with ProcessPoolExecutor(args.workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = {  # on-policy GKD first: the teacher runs beside its student, the longest jobs
+            (n, s): pool.submit(run_arm, tmp, f"{n}-{s}", [*plan[n], *seeded(s)], n.startswith("t5"), data, threads)
+            for n, s in jobs
+        }
+        for name in plan:
+            rows[name] = summarise([futures[name, seed].result() for seed in range(args.seeds)])
+            print(name, rows[name], flush=True)
     # each student against its own label-only baseline (T5 arms first: the causal names have no prefix)
     gap_closed(rows, {"t5 ": "t5 label_only (ground truth)", "": "label_only (ground truth)"})
     print_table("efficacy", rows)
-    write(args, rows, (time.perf_counter() - started) / 60)
+    write(args, rows, (time.perf_counter() - started) / 60, pretraining)
+    plot(rows, Path(args.out).with_suffix(".png"))
 
 
-def write(args, rows: dict[str, dict[str, float]], minutes: float) -> None:
-    metrics = list(dict.fromkeys(k for row in rows.values() for k in row))
+def plot(rows: dict[str, dict[str, float]], path: Path) -> None:
+    """Bits per byte of every model with a distribution, per domain, the spread over seeds as error bars."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [n for n, r in rows.items() if "moon bpb" in r]
+    fig, ax = plt.subplots(figsize=(10, 4.5))
+    width = 0.4
+    for i, (domain, label) in enumerate((("moon", "MoonScript test files"), ("stdlib", "held-out stdlib files"))):
+        values = [rows[n][f"{domain} bpb"] for n in names]
+        spread = [rows[n].get(f"{domain} bpb sd", 0.0) for n in names]
+        xs = [j + (i - 0.5) * width for j in range(len(names))]
+        ax.bar(xs, values, width, yerr=spread, capsize=3, label=label)
+    ax.set_xticks(range(len(names)), names, rotation=25, ha="right", fontsize=8)
+    ax.set_ylabel("bits per byte of the ground-truth middle (lower is better)")
+    ax.set_title("Students by distillation method, equal compute (mean over seeds, error bar: sd)")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def write(args, rows: dict[str, dict[str, float]], minutes: float, pretraining: dict) -> None:
+    """The raw table (mean, and ± the spread over seeds where there are several) under its command."""
+    metrics = list(dict.fromkeys(k for row in rows.values() for k in row if not k.endswith(" sd")))
+
+    def cell(row: dict[str, float], metric: str) -> str:
+        if metric not in row:
+            return "-"
+        sd = f" ± {row[metric + ' sd']:.3f}" if metric + " sd" in row else ""
+        return f"{row[metric]:.3f}{sd}"
+
     table = [
         "| arm | " + " | ".join(metrics) + " |",
         "|---|" + "---:|" * len(metrics),
-        *(
-            f"| {name} | " + " | ".join(f"{row[m]:.3f}" if m in row else "-" for m in metrics) + " |"
-            for name, row in rows.items()
-        ),
+        *(f"| {name} | " + " | ".join(cell(row, m) for m in metrics) + " |" for name, row in rows.items()),
     ]
     command = "python benchmarks/efficacy.py" + (" --quick" if args.quick else "")
-    header = f"`{command}`: {args.seeds} seed(s), {minutes:.1f} minutes on this workplace's 2-core CPU.\n\n"
+    teacher = (
+        f"The teacher ({pretraining['parameters'] / 1e6:.1f}M parameters) pretrained in "
+        f"{pretraining['seconds'] / 60:.1f} minutes, within this wall time unless `--workdir` held it already."
+    )
+    header = f"`{command}`: {args.seeds} seed(s), {minutes:.1f} minutes on this workplace's 2-core CPU. {teacher}\n\n"
     Path(args.out).write_text("# Efficacy (raw table; see the notes below it)\n\n" + header + "\n".join(table) + "\n")
 
 

@@ -26,8 +26,17 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-import torch
-from efficacy import ROOT, causal, compose_train, score, shared_settings, student_settings, teacher_and_held_out_stdlib
+from efficacy import (
+    ROOT,
+    causal,
+    compose_train,
+    run_arm,
+    score,
+    seeded,
+    shared_settings,
+    student_settings,
+    teacher_and_held_out_stdlib,
+)
 
 from codistill.data import schema
 from codistill.data.fim_datamodule import load_distillation_dataset
@@ -47,15 +56,6 @@ def arms(args) -> dict[str, list[str]]:
     return out
 
 
-def run_arm(tmp: Path, name: str, overrides: list[str], dataset_dir: str, stdlib_jsonl: str, limit: int, threads):
-    torch.set_num_threads(threads)
-    from codistill.apps.train import train  # in the worker: each process imports its own
-
-    cfg = compose_train(tmp, name.replace(" ", "_"), overrides)
-    train(cfg)
-    return score(causal(str(Path(cfg.paths.output_dir) / "student"), name), dataset_dir, stdlib_jsonl, limit)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="a tiny teacher, few files and steps: a smoke test")
@@ -70,9 +70,10 @@ def main() -> None:
     args.teacher_steps, args.steps, limit = (40, 20, 16) if args.quick else (1500, 600, 300)
     started = time.perf_counter()
     tmp = ROOT / ".cache" / ("kd_storage-quick" if args.quick else "kd_storage")
-    args.teacher_vocab = 8192
+    args.teacher_vocab, args.corpus_weight = 8192, 0.3
+    args.student_dim, args.student_layers = args.teacher_dim // 2, max(1, args.teacher_layers // 2)
     common = [*shared_settings(args), *student_settings(args), f"teacher.backend.batch_size={args.teacher_batch}"]
-    plan = {name: [*common, *overrides, "seed=0"] for name, overrides in arms(args).items()}
+    plan = {name: [*common, *overrides, *seeded(0)] for name, overrides in arms(args).items()}
 
     storage, dataset_dir = {}, None
     for name, overrides in plan.items():  # the teacher, then each dataset, once, before the arms share them
@@ -93,7 +94,7 @@ def main() -> None:
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(args.workers, mp_context=context) as pool:
         futures = {
-            name: pool.submit(run_arm, tmp, name, o, dataset_dir, stdlib_jsonl, limit, threads)
+            name: pool.submit(run_arm, tmp, name, o, False, (dataset_dir, stdlib_jsonl, limit), threads)
             for name, o in plan.items()
         }
         for name, future in futures.items():

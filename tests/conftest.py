@@ -39,10 +39,27 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
-def compose_config(name: str, tmp_path: Path, cache_dir: Path, overrides: list[str] = ()) -> DictConfig:
-    """A composed config whose paths point into `tmp_path` (no Hydra run dir under compose)."""
+# Tests of codistill-train and codistill-generate label with the tiny random teacher (built in a second) and
+# train on the ground truth (a random teacher's middles carry no signal), unless they name another teacher or
+# label source: the embedded default's pretrained teacher takes a minute or two to build, and only the tests
+# of the default run itself pay for it (`embedded=True`), once per session. Subprocess tests of recipe 1 put
+# TINY_TEACHER on their command lines.
+TINY_TEACHER = ["teacher=tiny_gpt_bigcode", "data.label_source=ground_truth"]
+
+
+def compose_config(
+    name: str, tmp_path: Path, cache_dir: Path, overrides: list[str] = (), embedded: bool = False
+) -> DictConfig:
+    """A composed config whose paths point into `tmp_path` (no Hydra run dir under compose); `embedded`:
+    the embedded default's own teacher and labels, not the tiny teacher's (see TINY_TEACHER)."""
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         cfg = compose(config_name=name, overrides=list(overrides))
+        tiny = name in ("train", "generate") and not embedded and not any(o.startswith("teacher=") for o in overrides)
+        if tiny and cfg.teacher.name == "pretrained_gpt_bigcode":  # the default's, not an experiment's
+            cfg = compose(config_name=name, overrides=[TINY_TEACHER[0], *overrides])
+    chosen = any(o.split("=")[0].endswith("label_source") for o in overrides)
+    if tiny and cfg.teacher.name == "tiny_gpt_bigcode" and "label_source" in cfg.data and not chosen:
+        cfg.data.label_source = "ground_truth"
     with open_dict(cfg):
         cfg.paths.output_dir = str(tmp_path / "out")
         cfg.paths.data_dir = str(tmp_path / "data")

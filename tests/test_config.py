@@ -8,6 +8,7 @@ from hydra.utils import get_object
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from codistill.config import CONFIG_DIR
+from conftest import compose_config
 
 GROUPS = [
     "teacher",
@@ -102,9 +103,10 @@ def test_the_real_recipe_overrides_only_groups_and_what_changes(make_config):
     assert cfg.data.max_source_length == 512  # flan-t5-small's in Distilling Step-by-Step
 
 
-def test_the_embedded_default_is_offline(make_config):
-    cfg = make_config("train")
-    assert cfg.teacher.name == "tiny_gpt_bigcode" and cfg.student.name_or_path._target_.endswith("tiny_t5")
+def test_the_embedded_default_is_offline(tmp_path, cache_dir):
+    cfg = compose_config("train", tmp_path, cache_dir, embedded=True)
+    assert cfg.teacher.backend.name_or_path._target_.endswith("pretrained_gpt_bigcode")  # built here, not downloaded
+    assert cfg.data.label_source == "teacher" and cfg.student.name_or_path._target_.endswith("tiny_t5")
     assert (
         cfg.rationale.backend._target_.endswith("HFBackend.from_pretrained") and cfg.dataset.name == "moonscript_sample"
     )

@@ -26,7 +26,7 @@ from codistill.models.export import on_evaluation_device
 from codistill.models.fim import FIMDistiller
 from codistill.models.loading import load_student
 from codistill.models.optim import build_optimizer, offloads_optimizer
-from conftest import compose_config, free_port
+from conftest import TINY_TEACHER, compose_config, free_port
 
 
 @pytest.fixture
@@ -171,6 +171,7 @@ def _torchrun(tmp_path, cache_dir, app, *args):
         str(free_port()),
         "-m",
         f"codistill.apps.{app}",
+        *TINY_TEACHER,
         *args,
         f"paths.cache_dir={cache_dir}",
     ]
@@ -218,7 +219,8 @@ def test_torchrun_labelling_in_shards_then_one_assembly(tmp_path, cache_dir):
     records = _store_records(tmp_path / "data" / "store")
     assert records["0"] and records["1"]
     env = {**os.environ, "CODISTILL_ROOT": str(tmp_path)}
-    assemble = [sys.executable, "-m", "codistill.apps.generate", "debug=fdr", f"paths.cache_dir={cache_dir}"]
+    assemble = [sys.executable, "-m", "codistill.apps.generate", *TINY_TEACHER, "debug=fdr"]
+    assemble.append(f"paths.cache_dir={cache_dir}")
     done = subprocess.run(assemble, capture_output=True, text=True, env=env, timeout=600)
     assert done.returncode == 0, done.stderr[-4000:]
     assert _store_records(tmp_path / "data" / "store") == records  # the assembly computed nothing new

@@ -10,6 +10,7 @@ import time
 from datasets import load_from_disk
 
 from codistill.llm.store import content_key
+from conftest import TINY_TEACHER
 from openai_server import FakeOpenAI
 
 KEY = "sk-kill-secret-123"
@@ -32,6 +33,7 @@ def test_kill_9_midway_then_restart_gives_every_record_once(tmp_path, cache_dir)
             sys.executable,
             "-m",
             "codistill.apps.generate",
+            *TINY_TEACHER,
             "rationale=openai",
             "rationale.backend.client.model=gpt-test",
             f"rationale.backend.client.base_url={server.base_url}",

@@ -22,14 +22,14 @@ from codistill.models.causal import CausalDistiller
 from codistill.models.export import trained_model
 from codistill.models.fim import FIMDistiller
 from codistill.models.loading import load_causal_student, load_student
-from conftest import compose_config, free_port
+from conftest import TINY_TEACHER, compose_config, free_port
 
 TRAINERS = sorted(p.stem for p in (Path(__file__).parents[1] / "conf" / "trainer").glob("*.yaml"))
 
 
 def _cli(tmp_path, cache_dir, *args, env=None):
     env = {**os.environ, "CODISTILL_ROOT": str(tmp_path), "WANDB_MODE": "offline", **(env or {})}
-    command = [sys.executable, "-m", "codistill.apps.train", *args, f"paths.cache_dir={cache_dir}"]
+    command = [sys.executable, "-m", "codistill.apps.train", *TINY_TEACHER, *args, f"paths.cache_dir={cache_dir}"]
     return subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
 
 

@@ -22,9 +22,29 @@ from openai_server import FakeOpenAI
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, cache_dir):
+    """The embedded default (its pretrained teacher built here, once per session), 6 epochs of its 30."""
     tmp = tmp_path_factory.mktemp("train")
-    cfg = compose_config("train", tmp, cache_dir, ["trainer.max_epochs=6", "trainer.check_val_every_n_epoch=2"])
+    overrides = ["trainer.max_epochs=6", "trainer.check_val_every_n_epoch=2"]
+    cfg = compose_config("train", tmp, cache_dir, overrides, embedded=True)
     return cfg, train(cfg)
+
+
+def test_the_embedded_default_learns_from_a_teacher_that_knows_code(trained):
+    """A teacher pretrained here on real code labels the data (its middles, not the ground truth), and the
+    summary puts it, the student and the two trivial baselines side by side on the validation gaps."""
+    cfg, _ = trained
+    assert cfg.teacher.name == "pretrained_gpt_bigcode" and cfg.data.label_source == "teacher"
+    summary = json.loads(open(f"{cfg.paths.output_dir}/metrics.json").read())
+    table = summary["standings"]
+    assert set(table) == {"teacher", "student", "copy the line above", "empty middle"}
+    assert table["teacher"]["empty_rate"] < 0.5  # the random tiny teacher's middles were all empty
+    # the teacher, pretrained on code, knows the ground truth better than the student does
+    assert 0 < table["teacher"]["bits_per_byte"] < table["student"]["bits_per_byte"]
+    assert "bits_per_byte" not in table["copy the line above"]  # a baseline has no distribution
+    assert table["empty middle"]["empty_rate"] == 1.0
+    assert summary["metrics"]["val/teacher_truth_edit_sim"] == pytest.approx(table["teacher"]["edit_sim"])
+    assert summary["metrics"]["val/bits_per_byte"] == pytest.approx(table["student"]["bits_per_byte"])
+    assert "Where the student stands" in open(f"{cfg.paths.output_dir}/metrics.md").read()
 
 
 def test_training_learns_and_reports_every_metric(trained):
@@ -98,7 +118,7 @@ def test_the_model_card_describes_the_run_and_its_snippet_runs(trained):
     assert meta["pipeline_tag"] == "text2text-generation" and "base_model" not in meta  # the tiny one is built
     metrics = json.loads(open(f"{cfg.paths.output_dir}/metrics.json").read())["metrics"]
     assert f"| val/edit_sim | {metrics['val/edit_sim']:.4f} |" in body
-    assert "tiny_gpt_bigcode" in body and f"alpha: {cfg.loss.alpha}" in body and "license mit" in body
+    assert cfg.teacher.name in body and f"alpha: {cfg.loss.alpha}" in body and "license mit" in body
     assert "<fim_prefix>" in body and "api_key" not in card
     snippet = body.split("```python\n")[1].split("```")[0]
     scope = {}

@@ -98,9 +98,7 @@ class OfflineTeacher:
     def __init__(self, top_k: int = 32, tokenizer: str | None = None):
         if top_k < 1:
             raise ConfigError(f"teacher_logits.top_k={top_k} must be at least 1")
-        self.top_k = top_k
-        # the teacher's vocabulary, to check the student can be compared with it token by token (None: unknown)
-        self.vocabulary = AutoTokenizer.from_pretrained(tokenizer).get_vocab() if tokenizer else None
+        self.top_k, self.vocabulary = top_k, tokenizer_vocabulary(tokenizer)
 
     def to(self, device) -> "OfflineTeacher":
         return self
@@ -164,8 +162,7 @@ class SampledTeacher(OfflineTeacher):
     def __init__(self, samples: int = 64, tokenizer: str | None = None):
         if samples < 1:
             raise ConfigError(f"teacher_logits.samples={samples} must be at least 1")
-        super().__init__(tokenizer=tokenizer)
-        self.samples = samples
+        self.samples, self.vocabulary = samples, tokenizer_vocabulary(tokenizer)
 
     def encode(self, row: dict, label_column: str) -> dict:
         counts = row[schema.TEACHER_SAMPLE_COUNTS]
@@ -195,6 +192,11 @@ class SampledTeacher(OfflineTeacher):
         tail = np.zeros((len(rows), width), np.float32)
         parts = {"ids": ids, "logprobs": logprobs, "tail": tail, "mask": mask}
         return {"teacher_topk": {name: torch.from_numpy(value) for name, value in parts.items()}}
+
+
+def tokenizer_vocabulary(tokenizer: str | None) -> dict[str, int] | None:
+    """The teacher's vocabulary, to check the student can be compared with it token by token (None: unknown)."""
+    return AutoTokenizer.from_pretrained(tokenizer).get_vocab() if tokenizer else None
 
 
 def _lengths(rows: list[dict], column: str) -> np.ndarray:

@@ -11,12 +11,16 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.loggers import WandbLogger
 from pytorch_lightning.strategies import DeepSpeedStrategy
 
+from codistill.backends.hf import HFBackend
 from codistill.config import CONFIG_DIR, loggable
 from codistill.distributed import start_ranks
 from codistill.errors import ConfigError, build, exit_on_config_error, require
+from codistill.eval.models import CausalModel
 from codistill.eval.report import write_report
+from codistill.eval.standings import standings
 from codistill.models.card import write_model_card
 from codistill.models.export import export_student, on_evaluation_device, write_summary
+from codistill.models.fim import FIMDistiller
 
 log = logging.getLogger(__name__)
 
@@ -56,8 +60,15 @@ def train(cfg: DictConfig) -> float:
         model = export_student(module, student.tokenizer, checkpoint, trainer, out / "student", log_model, metrics)
         scores = score_after_training(cfg, module, model)
         predictions = getattr(module, "predictions", [])
+        table = standings(predictions, local_teacher(cfg)) if isinstance(module, FIMDistiller) else {}
         write_summary(
-            out, metrics, predictions, student=str(out / "student"), after_training=scores, checkpoint=checkpoint
+            out,
+            metrics,
+            predictions,
+            standings=table,
+            student=str(out / "student"),
+            after_training=scores,
+            checkpoint=checkpoint,
         )
         log.info("saved the student to %s", out / "student")
     for logger in loggers:
@@ -88,6 +99,15 @@ def final_checkpoint(trainer: pl.Trainer, cfg: DictConfig) -> str:
     folder = str(Path(cfg.paths.output_dir) / "checkpoints" / "final.ckpt")
     trainer.save_checkpoint(folder)
     return folder
+
+
+def local_teacher(cfg: DictConfig) -> CausalModel | None:
+    """The teacher as an evaluated model, to score the ground truth's bits per byte beside the student's,
+    where it is a local model (a served one may return no prompt log-probabilities)."""
+    if not str(OmegaConf.select(cfg, "teacher.backend._target_", default="")).startswith(HFBackend.__module__):
+        return None
+    teacher = build(cfg.teacher)
+    return CausalModel(teacher.name, teacher.backend, cfg.teacher.fim, cfg.teacher.eos_token)
 
 
 def score_after_training(cfg: DictConfig, module, model) -> dict[str, dict[str, float]]:

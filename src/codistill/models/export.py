@@ -55,14 +55,20 @@ def export_student(
     return model
 
 
-def write_summary(out: Path, metrics: dict, predictions: list[dict], **extra) -> None:
-    """metrics.json (the validation metrics and `extra`), predictions.jsonl and a metrics.md table."""
+def write_summary(out: Path, metrics: dict, predictions: list[dict], standings: dict | None = None, **extra) -> None:
+    """metrics.json (the validation metrics, `standings` and `extra`), predictions.jsonl and metrics.md:
+    the validation metrics, then `standings` (codistill.eval.standings: teacher, student and baselines on
+    the same gaps) where there are any."""
     metrics = {k: float(v) for k, v in metrics.items()}
-    summary = {"metrics": metrics, **extra, "validation_rows": len(predictions)}
+    summary = {"metrics": metrics, "standings": standings or {}, **extra, "validation_rows": len(predictions)}
     (out / "metrics.json").write_text(json.dumps(summary, indent=2))
     with open(out / "predictions.jsonl", "w", encoding="utf-8") as f:
         for row in predictions:
             f.write(json.dumps(row, ensure_ascii=False) + "\n")
     rows = {"student (val)": {k.removeprefix("val/"): v for k, v in metrics.items()}}
-    (out / "metrics.md").write_text(markdown_table(rows))
+    text = markdown_table(rows)
     print_table("validation", rows)
+    if standings:
+        text += "\n## Where the student stands (validation gaps)\n\n" + markdown_table(standings)
+        print_table("where the student stands (validation gaps)", standings)
+    (out / "metrics.md").write_text(text)

@@ -11,13 +11,13 @@ from transformers import get_linear_schedule_with_warmup
 
 from codistill.backends.hf import HFBackend
 from codistill.data.batching import right_padded
-from codistill.data.fim import FILL_HERE, FIMTokens
+from codistill.data.fim import FIMTokens
 from codistill.data.schema import MIDDLE, PROMPT, TEACHER_MIDDLE
 from codistill.distributed import zero3
 from codistill.errors import ConfigError
-from codistill.eval.baselines import BASELINES
-from codistill.eval.metrics import bits_per_byte, edit_similarity, exact_match, fim_intervals, fim_metrics
+from codistill.eval.metrics import edit_similarity, exact_match, fim_intervals, fim_metrics
 from codistill.eval.models import CausalModel, Seq2SeqModel
+from codistill.eval.standings import BASELINE_NAMES, standings
 from codistill.generation import Sampling, generate_ids
 from codistill.losses import IGNORE_INDEX, DistillationLoss, Projection, batch_losses, sequence_nll
 from codistill.models.optim import build_optimizer
@@ -203,14 +203,13 @@ class FIMDistiller(pl.LightningModule):
         preds = [p["student"] for p in self.predictions]
         refs = [p[MIDDLE] for p in self.predictions]
         teacher = [p[TEACHER_MIDDLE] for p in self.predictions]
+        table = standings(self.predictions)  # the teacher's middles and the baselines on the same gaps
         metrics = fim_metrics(preds, refs)
-        metrics["bits_per_byte"] = bits_per_byte([p["nll"] for p in self.predictions], refs)
+        metrics["bits_per_byte"] = table["student"]["bits_per_byte"]
         metrics.update(fim_intervals(preds, refs, resamples=self.hparams.bootstrap_resamples))
-        # where the teacher's middles and the trivial baselines stand against the same ground truth
-        metrics["teacher_truth_edit_sim"] = edit_similarity(teacher, refs)
-        contexts = [p[PROMPT].split(FILL_HERE, 1) for p in self.predictions]
-        for name, baseline in BASELINES.items():
-            metrics[f"{name}_baseline_edit_sim"] = edit_similarity([baseline(a, b) for a, b in contexts], refs)
+        metrics["teacher_truth_edit_sim"] = table["teacher"]["edit_sim"]
+        for name, row in BASELINE_NAMES.items():
+            metrics[f"{name}_baseline_edit_sim"] = table[row]["edit_sim"]
         metrics["teacher_exact_match"] = exact_match(preds, teacher)
         metrics["teacher_edit_sim"] = edit_similarity(preds, teacher)
         self.log_dict({f"val/{k}": v for k, v in metrics.items()})
