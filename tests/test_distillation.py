@@ -282,6 +282,7 @@ def test_a_served_teacher_fills_the_offline_columns_through_prompt_logprobs(tmp_
             f"teacher.backend.client.base_url={server.base_url}",
             "teacher_logits=offline",
             "teacher_logits.top_k=4",
+            "data.label_source=ground_truth",
             f"save_local={tmp_path / 'served'}",
         ]
         data = generate(compose_config("generate", tmp_path, cache_dir, overrides))
