@@ -29,7 +29,7 @@ TRAINERS = sorted(p.stem for p in (Path(__file__).parents[1] / "conf" / "trainer
 
 def _cli(tmp_path, cache_dir, *args, env=None):
     env = {**os.environ, "CODISTILL_ROOT": str(tmp_path), "WANDB_MODE": "offline", **(env or {})}
-    command = [sys.executable, "-m", "codistill.apps.train", *TINY_TEACHER, *args, f"paths.cache_dir={cache_dir}"]
+    command = [sys.executable, "-m", "codistill.apps.train", *args, *TINY_TEACHER, f"paths.cache_dir={cache_dir}"]
     return subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
 
 
