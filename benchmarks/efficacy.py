@@ -52,10 +52,11 @@ from codistill.backends.hf import HFBackend  # noqa: E402
 from codistill.config import CONFIG_DIR  # noqa: E402
 from codistill.data.fim_datamodule import load_distillation_dataset  # noqa: E402
 from codistill.errors import build  # noqa: E402
-from codistill.eval.baselines import copy_previous_line  # noqa: E402
+from codistill.eval.baselines import BASELINES  # noqa: E402
 from codistill.eval.metrics import edit_similarity  # noqa: E402
 from codistill.eval.models import CausalModel, Seq2SeqModel  # noqa: E402
 from codistill.eval.sandbox import SandboxSettings  # noqa: E402
+from codistill.eval.standings import BASELINE_NAMES  # noqa: E402
 from codistill.eval.tasks import FIMCorpusTask, FIMHeldoutTask  # noqa: E402
 from codistill.models.pretrain import stdlib_files  # noqa: E402
 from codistill.tables import print_table  # noqa: E402
@@ -250,9 +251,9 @@ def main() -> None:
     test = load_distillation_dataset(dataset_dir)["test"]
     test = test.select(range(min(limit, len(test))))
     prefixes, suffixes, middles = test["prefix"], test["suffix"], test["middle"]
-    copies = [copy_previous_line(p, s) for p, s in zip(prefixes, suffixes, strict=True)]
-    rows["baseline: copy the line above"] = {"moon edit_sim": edit_similarity(copies, middles)}
-    rows["baseline: empty middle"] = {"moon edit_sim": edit_similarity([""] * len(middles), middles)}
+    for name, baseline in BASELINES.items():  # the trivial baselines every run's standings table has
+        guesses = [baseline(p, s) for p, s in zip(prefixes, suffixes, strict=True)]
+        rows[f"baseline: {BASELINE_NAMES[name]}"] = {"moon edit_sim": edit_similarity(guesses, middles)}
 
     threads = max(1, multiprocessing.cpu_count() // args.workers)
     jobs = sorted(((n, seed) for n in plan for seed in range(args.seeds)), key=lambda j: not j[0].startswith("gkd"))
