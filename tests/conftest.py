@@ -5,6 +5,7 @@ import socket
 from pathlib import Path
 
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, open_dict
 
@@ -15,6 +16,14 @@ from codistill.models.tiny import tiny_gpt_bigcode, tiny_t5
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 INFILLING_DIR = Path(codistill.__file__).parent / "data" / "human_eval_infilling"  # shipped in the package
 os.environ.setdefault("WANDB_MODE", "offline")
+if os.environ.get("PYTEST_XDIST_WORKER"):  # one thread per worker (and its subprocesses): the workers share the
+    os.environ["OMP_NUM_THREADS"] = "1"  # cores, and tiny models train as fast on one thread as on two
+    torch.set_num_threads(1)
+
+
+def pytest_xdist_auto_num_workers(config) -> int:
+    """`-n auto`: one worker per core, at most 4 (each holds torch, transformers and Lightning: about 1 GB)."""
+    return max(1, min(4, len(os.sched_getaffinity(0))))
 
 
 @pytest.fixture(scope="session")
@@ -39,22 +48,26 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
-# Tests of codistill-train and codistill-generate label with the tiny random teacher (built in a second) and
-# train on the ground truth (a random teacher's middles carry no signal), unless they name another teacher or
-# label source: the embedded default's pretrained teacher takes a minute or two to build, and only the tests
-# of the default run itself pay for it (`embedded=True`), once per session. Subprocess tests of recipe 1 put
-# TINY_TEACHER on their command lines.
-TINY_TEACHER = ["teacher=tiny_gpt_bigcode", "data.label_source=ground_truth"]
+# Tests of codistill-train and codistill-generate label with the tiny random teacher (built in a second),
+# train on the ground truth (a random teacher's middles carry no signal) and train no control arm, unless
+# they name another teacher, label source or control: the embedded default's pretrained teacher takes a
+# minute to build, and only the tests of the default run itself pay for it (`embedded=True`), once per
+# session. Subprocess tests of recipe 1 put TINY_TEACHER on their command lines.
+TINY_TEACHER = ["teacher=tiny_gpt_bigcode", "data.label_source=ground_truth", "~control"]
 
 
 def compose_config(
     name: str, tmp_path: Path, cache_dir: Path, overrides: list[str] = (), embedded: bool = False
 ) -> DictConfig:
     """A composed config whose paths point into `tmp_path` (no Hydra run dir under compose); `embedded`:
-    the embedded default's own teacher and labels, not the tiny teacher's (see TINY_TEACHER)."""
+    the embedded default's own teacher, labels and control, not the tiny teacher's (see TINY_TEACHER)."""
+    tiny = name in ("train", "generate") and not embedded
+    overrides = list(overrides)
+    if tiny and not any(o.lstrip("~").startswith("control") for o in overrides):
+        overrides = ["~control", *overrides]
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        cfg = compose(config_name=name, overrides=list(overrides))
-        tiny = name in ("train", "generate") and not embedded and not any(o.startswith("teacher=") for o in overrides)
+        cfg = compose(config_name=name, overrides=overrides)
+        tiny = tiny and not any(o.startswith("teacher=") for o in overrides)
         if tiny and cfg.teacher.name == "pretrained_gpt_bigcode":  # the default's, not an experiment's
             cfg = compose(config_name=name, overrides=[TINY_TEACHER[0], *overrides])
     chosen = any(o.split("=")[0].endswith("label_source") for o in overrides)

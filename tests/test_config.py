@@ -18,6 +18,8 @@ GROUPS = [
     "data",
     "model",
     "loss",
+    "teacher_logits",
+    "control",
     "trainer",
     "logger",
     "callbacks",
@@ -29,7 +31,7 @@ GROUPS = [
 # options that only make sense together: a served teacher with API rationales (hf rationales run the
 # teacher's model locally), recipe 2's exercises data with its causal module
 PAIRED = {
-    "openai_compatible": ["rationale=openai"],
+    "openai_compatible": ["rationale=openai", "student=tiny_t5", "teacher_logits=online", "loss=step_by_step"],
     "exercises": ["model=causal", "~loss", "data.path=x.jsonl"],
     "causal": ["data=exercises", "~loss", "data.path=x.jsonl"],
     "textbook_starcoder": ["data.path=x.jsonl"],
@@ -106,10 +108,18 @@ def test_the_real_recipe_overrides_only_groups_and_what_changes(make_config):
 def test_the_embedded_default_is_offline(tmp_path, cache_dir):
     cfg = compose_config("train", tmp_path, cache_dir, embedded=True)
     assert cfg.teacher.backend.name_or_path._target_.endswith("pretrained_gpt_bigcode")  # built here, not downloaded
-    assert cfg.data.label_source == "teacher" and cfg.student.name_or_path._target_.endswith("tiny_t5")
-    assert (
-        cfg.rationale.backend._target_.endswith("HFBackend.from_pretrained") and cfg.dataset.name == "moonscript_sample"
-    )
+    assert cfg.student.name_or_path._target_.endswith("gpt_bigcode_with_tokenizer")  # the teacher's tokenizer
+    assert cfg.loss.divergence == "forward_kl" and cfg.teacher_logits.samples == 64
+    assert cfg.data.label_source == "ground_truth" and cfg.control.loss.divergence is None
+    assert cfg.get("rationale") is None and cfg.dataset.name == "moonscript_sample"
+
+
+def test_recipe_1_as_published_is_one_override_away(tmp_path, cache_dir):
+    """experiment=step_by_step_tiny: a T5 student, the teacher's middles, rationales, both tasks."""
+    cfg = compose_config("train", tmp_path, cache_dir, ["experiment=step_by_step_tiny"], embedded=True)
+    assert cfg.student.name_or_path._target_.endswith("tiny_t5") and cfg.data.label_source == "teacher"
+    assert cfg.loss.alpha == 0.5 and cfg.loss.divergence is None and "samples" not in cfg.teacher_logits
+    assert cfg.rationale.backend._target_.endswith("HFBackend.from_pretrained") and cfg.control is not None
 
 
 def test_unknown_options_fail_with_the_key_named(make_config):

@@ -28,18 +28,26 @@ from conftest import compose_config
 from openai_server import FakeOpenAI
 
 CAUSAL = ["student=tiny_gpt_bigcode"]
+SEQ2SEQ = ["student=tiny_t5"]
+ONLINE = "teacher_logits=online"
 RECIPE_1 = {
-    "seq2seq label_only": ["loss=label_only"],
-    "seq2seq step_by_step": ["loss=step_by_step"],
-    "seq2seq uld online": ["loss=uld"],
-    "seq2seq step_by_step + uld offline": ["loss=uld", "loss.alpha=0.5", "teacher_logits=offline"],
+    "seq2seq label_only": [*SEQ2SEQ, "loss=label_only"],
+    "seq2seq step_by_step": [*SEQ2SEQ, "loss=step_by_step", "rationale=hf"],
+    "seq2seq uld online": [*SEQ2SEQ, "loss=uld", ONLINE],
+    "seq2seq step_by_step + uld offline": [
+        *SEQ2SEQ,
+        "loss=uld",
+        "loss.alpha=0.5",
+        "teacher_logits=offline",
+        "rationale=hf",
+    ],
     "causal label_only": [*CAUSAL, "loss=label_only"],
-    "causal forward_kl online": [*CAUSAL, "loss=forward_kl"],
+    "causal forward_kl online": [*CAUSAL, "loss=forward_kl", ONLINE],
     "causal forward_kl offline": [*CAUSAL, "loss=forward_kl", "teacher_logits=offline"],
     "causal reverse_kl offline": [*CAUSAL, "loss=reverse_kl", "teacher_logits=offline", "teacher_logits.top_k=8"],
     "causal forward_kl sampled": [*CAUSAL, "loss=forward_kl", "teacher_logits=sampled", "teacher_logits.samples=8"],
-    "causal gkd on-policy": [*CAUSAL, "loss=gkd", "loss.lmbda=1.0"],
-    "causal uld online": [*CAUSAL, "loss=uld"],
+    "causal gkd on-policy": [*CAUSAL, "loss=gkd", "loss.lmbda=1.0", ONLINE],
+    "causal uld online": [*CAUSAL, "loss=uld", ONLINE],
 }
 
 
@@ -78,13 +86,14 @@ def test_every_loss_trains_recipe_2(shared, cache_dir, loss):
 @pytest.mark.parametrize(
     "overrides, message",
     [
-        (["loss=forward_kl"], "loss=uld"),  # the tiny T5 has its own tokenizer
-        (["loss=gkd"], "on-policy GKD"),
+        ([*SEQ2SEQ, "loss=forward_kl", ONLINE], "loss=uld"),  # the tiny T5 has its own tokenizer
+        ([*SEQ2SEQ, "loss=gkd", ONLINE], "on-policy GKD"),
         ([*CAUSAL, "loss=gkd", "teacher_logits=offline"], "needs teacher_logits=online"),
-        ([*CAUSAL, "loss=step_by_step"], "learns no rationale task"),
+        ([*CAUSAL, "loss=step_by_step", "rationale=hf"], "learns no rationale task"),
+        ([*SEQ2SEQ, "loss=step_by_step"], "no rationale writer is chosen: add rationale=hf"),
         (["experiment=textbook_tiny", "loss=uld", "teacher_logits=offline"], "recipe 1's dataset only"),
         (["loss=uld", "~teacher_logits"], "add teacher_logits=online or teacher_logits=offline"),
-        (["loss=uld", "teacher=openai_compatible"], "use teacher_logits=offline"),
+        ([*SEQ2SEQ, "loss=uld", "teacher=openai_compatible", ONLINE], "use teacher_logits=offline"),
         ([*CAUSAL, "loss=reverse_kl", "teacher_logits=sampled"], "estimates forward KL at temperature 1 only"),
         ([*CAUSAL, "loss=forward_kl", "loss.temperature=2", "teacher_logits=sampled"], "set loss=forward_kl and"),
     ],
@@ -197,7 +206,7 @@ def test_causal_fim_examples_put_the_loss_on_the_middle_and_its_end(tiny_teacher
 
 
 def test_the_online_teacher_scores_exactly_the_students_targets(shared, cache_dir):
-    cfg = compose_config("train", shared, cache_dir, ["debug=fdr", *CAUSAL, "loss=forward_kl"])
+    cfg = compose_config("train", shared, cache_dir, ["debug=fdr", *CAUSAL, "loss=forward_kl", ONLINE])
     teacher, student = build(cfg.teacher_logits), build(cfg.student)
     datamodule = build(cfg.data, tokenizer=student.tokenizer, teacher=teacher)
     datamodule.setup()
@@ -211,7 +220,7 @@ def test_the_online_teacher_scores_exactly_the_students_targets(shared, cache_di
 def test_the_fused_path_sees_what_the_logits_are_made_of(shared, cache_dir):
     """The fused kernels take hidden states and output embeddings instead of logits: their product must be
     the logits of both models, at the same positions (the kernels themselves run in tests/test_liger.py)."""
-    cfg = compose_config("train", shared, cache_dir, ["debug=fdr", *CAUSAL, "loss=forward_kl"])
+    cfg = compose_config("train", shared, cache_dir, ["debug=fdr", *CAUSAL, "loss=forward_kl", ONLINE])
     teacher, student = build(cfg.teacher_logits), build(cfg.student)
     datamodule = build(cfg.data, tokenizer=student.tokenizer, teacher=teacher)
     datamodule.setup()
@@ -235,7 +244,7 @@ def kd_curve(path: str) -> list[float]:
 def test_forward_kl_brings_the_student_closer_to_the_teacher_than_labels_alone(shared, cache_dir):
     """Same student, data and steps; label-only training logs its KL to the teacher (ce_weight 1) without
     learning from it. Forward-KL training must end nearer the teacher."""
-    common = [*CAUSAL, "loss=forward_kl", "trainer.fast_dev_run=false", "+trainer.max_steps=40"]
+    common = [*CAUSAL, "loss=forward_kl", ONLINE, "trainer.fast_dev_run=false", "+trainer.max_steps=40"]
     common += ["+trainer.val_check_interval=20", "trainer.check_val_every_n_epoch=null", "model.optimizer.lr=3e-3"]
     label, _ = run(shared, cache_dir, "monitor label only", [*common, "loss.ce_weight=1.0"])
     kd, _ = run(shared, cache_dir, "monitor forward kl", [*common, "loss.ce_weight=0.0"])

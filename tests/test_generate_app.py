@@ -13,11 +13,14 @@ from codistill.data.fim_datamodule import load_distillation_dataset
 from codistill.errors import ConfigError, build
 from conftest import compose_config
 
+# recipe 1's dataset with rationales and without stored distributions (those: tests/test_distillation.py)
+WITH_RATIONALES = ["rationale=hf", "teacher_logits=online"]
+
 
 @pytest.fixture(scope="module")
 def generated(tmp_path_factory, cache_dir):
     tmp = tmp_path_factory.mktemp("generate")
-    cfg = compose_config("generate", tmp, cache_dir)
+    cfg = compose_config("generate", tmp, cache_dir, WITH_RATIONALES)
     return cfg, generate(cfg)
 
 
@@ -64,7 +67,7 @@ def test_push_to_hub_sends_the_dataset_dict_to_the_named_repo(tmp_path, cache_di
 
 def test_generation_is_reproducible(generated, tmp_path, cache_dir):
     _, first = generated
-    again = generate(compose_config("generate", tmp_path, cache_dir))
+    again = generate(compose_config("generate", tmp_path, cache_dir, WITH_RATIONALES))
     for split in ("train", "validation"):
         assert again[split].to_list() == first[split].to_list()
 

@@ -1,13 +1,16 @@
 """flan-t5 carries its own lm_head; transformers 5 ties T5 heads. The student must keep the real one."""
 
 import json
+import logging
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file
-from transformers import AutoModelForSeq2SeqLM, T5Config, T5ForConditionalGeneration
+from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM, T5Config, T5ForConditionalGeneration
 
-from codistill.models.loading import keep_untied_lm_head, load_student
+from codistill.eval.models import Seq2SeqModel
+from codistill.models.loading import keep_untied_lm_head, load_causal_student, load_student
 from codistill.models.tiny import untie_lm_head
 
 
@@ -76,3 +79,44 @@ def test_tied_checkpoints_stay_tied(tmp_path):
     model = AutoModelForSeq2SeqLM.from_pretrained(tmp_path)
     keep_untied_lm_head(model)
     assert model.config.tie_word_embeddings
+
+
+@contextmanager
+def transformers_warnings():
+    """The warnings transformers logs meanwhile (its loggers do not propagate to the root, so caplog misses them)."""
+    records = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = records.append
+    logging.getLogger("transformers").addHandler(handler)
+    try:
+        yield records
+    finally:
+        logging.getLogger("transformers").removeHandler(handler)
+
+
+def test_a_saved_seq2seq_student_loads_without_a_warning_and_keeps_its_head(tmp_path, tiny_student_dir):
+    student = load_student(tiny_student_dir)
+    student.model.save_pretrained(tmp_path)
+    student.tokenizer.save_pretrained(tmp_path)
+    assert json.loads((tmp_path / "config.json").read_text())["tie_word_embeddings"] is False
+    head = load_file(tmp_path / "model.safetensors")["lm_head.weight"]
+    with transformers_warnings() as plain:
+        AutoModelForSeq2SeqLM.from_pretrained(tmp_path)
+    # transformers 5 alone warns: T5Config forces tie_word_embeddings=True whatever config.json says
+    assert any("lm_head.weight" in r.getMessage() for r in plain)
+    with transformers_warnings() as records:
+        loaded = [load_student(str(tmp_path)).model, Seq2SeqModel.from_pretrained(str(tmp_path), device="cpu").model]
+    assert [r.getMessage() for r in records] == []
+    for model in loaded:
+        assert model.lm_head.weight.data_ptr() != model.shared.weight.data_ptr()
+        assert torch.equal(model.lm_head.weight, head) and not model.config.tie_word_embeddings
+
+
+def test_a_saved_causal_student_loads_without_a_warning(tmp_path, tiny_teacher_dir):
+    student = load_causal_student(tiny_teacher_dir)
+    student.model.save_pretrained(tmp_path)
+    student.tokenizer.save_pretrained(tmp_path)
+    with transformers_warnings() as records:
+        model = AutoModelForCausalLM.from_pretrained(tmp_path)
+    assert [r.getMessage() for r in records] == []
+    assert model.lm_head.weight.data_ptr() == model.get_input_embeddings().weight.data_ptr()  # tied, as saved

@@ -6,6 +6,7 @@ composed once per value. The composed config is then resolved (hydra's launcher 
 bad interpolation, an unknown key or a group that an app lacks fails here, not on a user's GPU box.
 """
 
+import importlib.util
 import re
 import shlex
 from pathlib import Path
@@ -87,3 +88,19 @@ def test_the_parser_finds_torchrun_sweeps_and_continuations():
     )
     assert readme_commands(text) == [("generate", ["experiment=x", "seed=3"]), ("train", ["-m", "a=1,2", "b=3"])]
     assert compositions(["-m", "a=1,2", "b=3"]) == [["a=1", "b=3"], ["a=2", "b=3"]]
+
+
+def test_ci_runs_the_readme_quick_start_as_written():
+    """.ci/run executes the block .ci/quickstart.py reads from the README: the install, the embedded
+    default and the README's test command, in that order, and nothing that needs what CI lacks."""
+    root = README.parent
+    spec = importlib.util.spec_from_file_location("quickstart", root / ".ci" / "quickstart.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    block = module.quickstart(README.read_text(encoding="utf-8"))
+    commands = [shlex.split(line, comments=True) for line in block.splitlines()]
+    commands = [c for c in commands if c]
+    assert commands[0][:4] == ["pip", "install", "torch==2.13.0", "&&"] and '.[dev]' in commands[0]
+    assert [c[0] for c in commands[1:]] == ["codistill-train", "python"] and commands[1] == ["codistill-train"]
+    assert commands[2] == ["python", "-m", "pytest"]
+    assert "python .ci/quickstart.py README.md" in (root / ".ci" / "run").read_text()

@@ -34,6 +34,7 @@ def test_kill_9_midway_then_restart_gives_every_record_once(tmp_path, cache_dir)
             "-m",
             "codistill.apps.generate",
             *TINY_TEACHER,
+            "teacher_logits=online",  # only middles and rationales in the store: the records counted below
             "rationale=openai",
             "rationale.backend.client.model=gpt-test",
             f"rationale.backend.client.base_url={server.base_url}",

@@ -66,7 +66,9 @@ def test_two_process_ddp_training_on_cpu(tmp_path, cache_dir):
 
 
 def test_a_multirun_gives_each_job_its_folder_and_wandb_run_in_one_group(tmp_path, cache_dir):
-    done = _cli(tmp_path, cache_dir, "-m", "loss.alpha=0.2,0.8", "debug=fdr", "logger=wandb")
+    done = _cli(
+        tmp_path, cache_dir, "-m", "experiment=step_by_step_tiny", "loss.alpha=0.2,0.8", "debug=fdr", "logger=wandb"
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     (sweep,) = list((tmp_path / "outputs" / "train" / "multiruns").iterdir())
     jobs = sorted(p for p in sweep.iterdir() if p.is_dir() and p.name.isdigit())
@@ -165,7 +167,8 @@ def test_wandb_logs_predictions_the_student_and_no_secret(tmp_path, cache_dir, m
 
 def test_an_optuna_sweep_optimises_the_metric_train_returns(tmp_path, cache_dir):
     pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
-    done = _cli(tmp_path, cache_dir, "-m", "hparams_search=optuna", "hydra.sweeper.n_trials=2", "debug=fdr")
+    sweep = ["-m", "hparams_search=optuna", "experiment=step_by_step_tiny", "hydra.sweeper.n_trials=2", "debug=fdr"]
+    done = _cli(tmp_path, cache_dir, *sweep)
     assert done.returncode == 0, done.stderr[-3000:]
     (sweep,) = list((tmp_path / "outputs" / "train" / "multiruns").iterdir())
     results = (sweep / "optimization_results.yaml").read_text()

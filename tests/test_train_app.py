@@ -3,6 +3,7 @@
 import csv
 import glob
 import json
+import logging
 import os
 import re
 import subprocess
@@ -11,11 +12,12 @@ from pathlib import Path
 
 import pytest
 import yaml
-from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
 
 from codistill.apps.train import train
 from codistill.data.corpus import load_sample_corpus
 from codistill.data.formatting import LABEL_TASK, TASK_PREFIXES, fim_prompt
+from codistill.models.loading import load_student
 from conftest import compose_config
 from openai_server import FakeOpenAI
 
@@ -29,22 +31,36 @@ def trained(tmp_path_factory, cache_dir):
     return cfg, train(cfg)
 
 
-def test_the_embedded_default_learns_from_a_teacher_that_knows_code(trained):
-    """A teacher pretrained here on real code labels the data (its middles, not the ground truth), and the
-    summary puts it, the student and the two trivial baselines side by side on the validation gaps."""
+@pytest.fixture(scope="module")
+def step_by_step(tmp_path_factory, cache_dir):
+    """Recipe 1 as published (experiment=step_by_step_tiny): a T5 student, both tasks; the tiny teacher."""
+    tmp = tmp_path_factory.mktemp("step_by_step")
+    cfg = compose_config("train", tmp, cache_dir, ["experiment=step_by_step_tiny", "trainer.max_epochs=3"])
+    return cfg, train(cfg)
+
+
+def test_the_embedded_default_distils_a_teacher_that_knows_code_and_beats_its_control(trained):
+    """A teacher pretrained here on real code; the student learns its distribution over the ground truth, and
+    the same student trained without it (the control) knows the held-out gaps less well."""
     cfg, _ = trained
-    assert cfg.teacher.name == "pretrained_gpt_bigcode" and cfg.data.label_source == "teacher"
-    summary = json.loads(open(f"{cfg.paths.output_dir}/metrics.json").read())
+    assert cfg.teacher.name == "pretrained_gpt_bigcode" and cfg.loss.divergence == "forward_kl"
+    out = Path(cfg.paths.output_dir)
+    summary = json.loads((out / "metrics.json").read_text())
     table = summary["standings"]
-    assert set(table) == {"teacher", "student", "copy the line above", "empty middle"}
-    assert table["teacher"]["empty_rate"] < 0.5  # the random tiny teacher's middles were all empty
-    # the teacher, pretrained on code, knows the ground truth better than the student does
-    assert 0 < table["teacher"]["bits_per_byte"] < table["student"]["bits_per_byte"]
+    assert set(table) == {"teacher", "student", "control (no teacher)", "copy the line above", "empty middle"}
+    teacher, student, control = (table[r]["bits_per_byte"] for r in ("teacher", "student", "control (no teacher)"))
+    assert 0 < teacher < control and student < control  # distillation helped, against the same student untaught
+    assert summary["gap_closed"] == pytest.approx((control - student) / (control - teacher))
     assert "bits_per_byte" not in table["copy the line above"]  # a baseline has no distribution
     assert table["empty middle"]["empty_rate"] == 1.0
     assert summary["metrics"]["val/teacher_truth_edit_sim"] == pytest.approx(table["teacher"]["edit_sim"])
-    assert summary["metrics"]["val/bits_per_byte"] == pytest.approx(table["student"]["bits_per_byte"])
-    assert "Where the student stands" in open(f"{cfg.paths.output_dir}/metrics.md").read()
+    assert summary["metrics"]["val/bits_per_byte"] == pytest.approx(student)
+    control_summary = json.loads((out / "control" / "metrics.json").read_text())
+    assert summary["control"]["metrics"] == control_summary["metrics"]
+    assert control_summary["metrics"]["val/bits_per_byte"] == pytest.approx(control)
+    assert "val/kd_loss" not in control_summary["metrics"] and (out / "control" / "student" / "config.json").is_file()
+    report = (out / "metrics.md").read_text()
+    assert report.startswith("## Where the student stands") and "Distillation closed" in report.split("##")[1]
 
 
 def test_training_learns_and_reports_every_metric(trained):
@@ -52,7 +68,7 @@ def test_training_learns_and_reports_every_metric(trained):
     out = cfg.paths.output_dir
     summary = json.loads(open(f"{out}/metrics.json").read())
     metrics = summary["metrics"]
-    assert score == metrics["val/edit_sim"]
+    assert score == metrics["val/bits_per_byte"] and cfg.monitor == "val/bits_per_byte"
     for key in (
         "exact_match",
         "edit_sim",
@@ -60,7 +76,7 @@ def test_training_learns_and_reports_every_metric(trained):
         "empty_rate",
         "length_ratio",
         "label_loss",
-        "rationale_loss",
+        "kd_loss",
         "bits_per_byte",
         "edit_sim_low",
         "edit_sim_high",
@@ -85,18 +101,36 @@ def test_training_loss_goes_down(trained):
     assert len(losses) >= 4 and sum(losses[-2:]) < sum(losses[:2])
 
 
+def _silently(load, *args):
+    """`load(*args)`, failing on any warning transformers logs while it loads."""
+    records = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = records.append
+    library = logging.getLogger("transformers")
+    library.addHandler(handler)
+    try:
+        return load(*args)
+    finally:
+        library.removeHandler(handler)
+        assert not records, [r.getMessage() for r in records]
+
+
 def test_the_saved_student_loads_with_plain_transformers(trained):
-    """transformers alone, prompted with the prompt text, reproduces the student's validation answer."""
+    """transformers alone, silently, prompted with the FIM prompt, reproduces the student's validation answer."""
     cfg, _ = trained
     student_dir = f"{cfg.paths.output_dir}/student"
-    model = AutoModelForSeq2SeqLM.from_pretrained(student_dir).eval()
+    model = _silently(AutoModelForCausalLM.from_pretrained, student_dir).eval()
     tokenizer = AutoTokenizer.from_pretrained(student_dir)
-    row = json.loads(open(f"{cfg.paths.output_dir}/predictions.jsonl").readline())
-    prefix, suffix = row["prompt"].split("<FILL-HERE>")
-    ids = tokenizer(fim_prompt(TASK_PREFIXES[LABEL_TASK], prefix, suffix), return_tensors="pt")["input_ids"]
-    assert ids.shape[1] <= cfg.data.max_source_length  # untruncated: the ids the student was validated on
-    out = model.generate(input_ids=ids, max_new_tokens=cfg.data.max_target_length, do_sample=False)
-    assert tokenizer.decode(out[0], skip_special_tokens=True) == row["student"]
+    fim = cfg.student.fim
+    stops = tokenizer.convert_tokens_to_ids([tokenizer.eos_token, fim.prefix, fim.suffix, fim.middle])
+    for line in open(f"{cfg.paths.output_dir}/predictions.jsonl").readlines()[:4]:
+        row = json.loads(line)
+        prefix, suffix = row["prompt"].split("<FILL-HERE>")
+        ids = tokenizer(f"{fim.prefix}{prefix}{fim.suffix}{suffix}{fim.middle}", return_tensors="pt")["input_ids"]
+        out = model.generate(
+            input_ids=ids, max_new_tokens=cfg.model.max_new_tokens, do_sample=False, eos_token_id=stops
+        )
+        assert tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=True) == row["student"]
 
 
 def test_the_readme_snippet_runs_on_a_saved_student(trained):
@@ -115,14 +149,37 @@ def test_the_model_card_describes_the_run_and_its_snippet_runs(trained):
     _, front, body = card.split("---\n", 2)
     meta = yaml.safe_load(front)
     assert meta["library_name"] == "transformers" and meta["license"] == cfg.card.license
-    assert meta["pipeline_tag"] == "text2text-generation" and "base_model" not in meta  # the tiny one is built
+    assert meta["pipeline_tag"] == "text-generation" and "base_model" not in meta  # the tiny one is built
     metrics = json.loads(open(f"{cfg.paths.output_dir}/metrics.json").read())["metrics"]
     assert f"| val/edit_sim | {metrics['val/edit_sim']:.4f} |" in body
-    assert cfg.teacher.name in body and f"alpha: {cfg.loss.alpha}" in body and "license mit" in body
-    assert "<fim_prefix>" in body and "api_key" not in card
+    assert cfg.teacher.name in body and "divergence: forward_kl" in body and "license mit" in body
+    assert "api_key" not in card
     snippet = body.split("```python\n")[1].split("```")[0]
     scope = {}
     exec(snippet, scope)  # the card's own usage, as a stranger runs it
+    assert isinstance(scope["middle"], str) and scope["prompt"].startswith(cfg.student.fim.prefix)
+
+
+def test_recipe_1_as_published_trains_a_t5_student_on_both_tasks(step_by_step):
+    """experiment=step_by_step_tiny: label and rationale tasks, a T5 student that plain transformers loads
+    (codistill's loaders silently) and that reproduces its validation answer, and a card with its usage."""
+    cfg, _ = step_by_step
+    out = Path(cfg.paths.output_dir)
+    metrics = json.loads((out / "metrics.json").read_text())["metrics"]
+    assert metrics["val/rationale_loss"] > 0 and "val/kd_loss" not in metrics
+    model = _silently(load_student, str(out / "student")).model.eval()
+    tokenizer = AutoTokenizer.from_pretrained(out / "student")
+    assert AutoModelForSeq2SeqLM.from_pretrained(out / "student").lm_head.weight.equal(model.lm_head.weight)
+    row = json.loads(open(out / "predictions.jsonl").readline())
+    prefix, suffix = row["prompt"].split("<FILL-HERE>")
+    ids = tokenizer(fim_prompt(TASK_PREFIXES[LABEL_TASK], prefix, suffix), return_tensors="pt")["input_ids"]
+    assert ids.shape[1] <= cfg.data.max_source_length  # untruncated: the ids the student was validated on
+    out_ids = model.generate(input_ids=ids, max_new_tokens=cfg.data.max_target_length, do_sample=False)
+    assert tokenizer.decode(out_ids[0], skip_special_tokens=True) == row["student"]
+    card = (out / "student" / "README.md").read_text(encoding="utf-8")
+    assert "pipeline_tag: text2text-generation" in card and f"alpha: {cfg.loss.alpha}" in card
+    scope = {}
+    exec(card.split("```python\n")[1].split("```")[0], scope)
     assert isinstance(scope["middle"], str) and "predict: " in scope["prompt"]
 
 
@@ -157,8 +214,9 @@ def test_fast_dev_run_of_every_experiment(
         assert len(server.requests) > 0
         assert not any("sk-never-logged" in p.read_text(errors="ignore") for p in tmp_path.rglob("*") if p.is_file())
     else:
-        score = train(compose_config("train", tmp_path, cache_dir, overrides))
-    assert 0.0 <= score <= 1.0
+        cfg = compose_config("train", tmp_path, cache_dir, overrides)
+        score = train(cfg)
+    assert score == json.loads((tmp_path / "out" / "metrics.json").read_text())["metrics"][cfg.monitor]
     assert (tmp_path / "out" / "student" / "config.json").is_file()
 
 

@@ -4,10 +4,10 @@ import os
 from dataclasses import dataclass
 
 import torch
-from tqdm.auto import tqdm
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from codistill.errors import ConfigError
+from codistill.progress import tqdm
 
 
 def resolve_device(device: str = "auto") -> torch.device:

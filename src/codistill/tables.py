@@ -20,6 +20,15 @@ def print_table(title: str, rows: dict[str, dict]) -> None:
     Console().print(table)
 
 
+def transposed(rows: dict[str, dict]) -> dict[str, dict]:
+    """{column: {row: value}} for {row: {column: value}}: a table's rows become its columns."""
+    out: dict[str, dict] = {}
+    for name, row in rows.items():
+        for column, value in row.items():
+            out.setdefault(column, {})[name] = value
+    return out
+
+
 def markdown_table(rows: dict[str, dict]) -> str:
     columns = list(dict.fromkeys(k for row in rows.values() for k in row))
     lines = ["| | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]

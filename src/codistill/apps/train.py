@@ -1,5 +1,6 @@
 """codistill-train: instantiate, fit, validate, export the student, return the metric sweeps optimise."""
 
+import copy
 import logging
 from pathlib import Path
 
@@ -7,12 +8,13 @@ import hydra
 import pytorch_lightning as pl
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 from pytorch_lightning.loggers import WandbLogger
 from pytorch_lightning.strategies import DeepSpeedStrategy
 
 from codistill.backends.hf import HFBackend
 from codistill.config import CONFIG_DIR, loggable
+from codistill.data.fim_datamodule import check_saved_dataset
 from codistill.distributed import start_ranks
 from codistill.errors import ConfigError, build, exit_on_config_error, require
 from codistill.eval.models import CausalModel
@@ -26,12 +28,32 @@ log = logging.getLogger(__name__)
 
 
 def train(cfg: DictConfig) -> float:
-    """Train the student and return the validation metric `cfg.monitor` of the saved student."""
+    """Train the student (and its control, see conf/control) and return the validation metric `cfg.monitor`
+    of the saved student."""
     require(cfg)
     check_launch(cfg)
     start_ranks(cfg)
+    student = fit_and_export(cfg)
+    arm = control_config(cfg)
+    control = fit_and_export(arm) if arm is not None else None
+    if student["rank_zero"]:
+        out, predictions, extra, table = Path(cfg.paths.output_dir), student["predictions"], {}, {}
+        if control:
+            write_summary(Path(arm.paths.output_dir), control["metrics"], control["predictions"], **control["summary"])
+            extra["control"] = {"output_dir": arm.paths.output_dir, "metrics": control["metrics"]}
+        if student["recipe_1"]:
+            table = standings(predictions, local_teacher(cfg), control["predictions"] if control else None)
+        write_summary(out, student["metrics"], predictions, standings=table, **student["summary"], **extra)
+        log.info("saved the student to %s", out / "student")
+    return float(student["metrics"][cfg.monitor])
+
+
+def fit_and_export(cfg: DictConfig) -> dict:
+    """Fit one student, validate its best checkpoint, export it and score it after training (rank 0); the
+    summary is `train`'s to write, once the control is known."""
     pl.seed_everything(cfg.seed, workers=True)
     extra = {"loss": build(cfg.loss)} if cfg.get("loss") else {}  # validated before the student loads
+    check_inputs(cfg, extra.get("loss"))
     teacher = {}  # the teacher distributions' source, when the loss reads them
     if extra and extra["loss"].needs_teacher:
         if not cfg.get("teacher_logits"):
@@ -53,28 +75,53 @@ def train(cfg: DictConfig) -> float:
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
     metrics = trainer.validate(module, datamodule=datamodule, ckpt_path=best or None, verbose=False)[0]
     checkpoint = best or final_checkpoint(trainer, cfg)
+    predictions = getattr(module, "predictions", [])
+    result = {"metrics": metrics, "predictions": predictions, "rank_zero": trainer.is_global_zero}
+    result["recipe_1"] = isinstance(module, FIMDistiller)
     if trainer.is_global_zero:
         out = Path(cfg.paths.output_dir)
         log_model = bool(OmegaConf.select(cfg, "logger.wandb.log_model", default=False))
         write_model_card(out / "student", cfg, metrics)  # first, so a logged model artifact carries it
         model = export_student(module, student.tokenizer, checkpoint, trainer, out / "student", log_model, metrics)
         scores = score_after_training(cfg, module, model)
-        predictions = getattr(module, "predictions", [])
-        table = standings(predictions, local_teacher(cfg)) if isinstance(module, FIMDistiller) else {}
-        write_summary(
-            out,
-            metrics,
-            predictions,
-            standings=table,
-            student=str(out / "student"),
-            after_training=scores,
-            checkpoint=checkpoint,
-        )
-        log.info("saved the student to %s", out / "student")
+        result["summary"] = {"student": str(out / "student"), "after_training": scores, "checkpoint": checkpoint}
     for logger in loggers:
-        if isinstance(logger, WandbLogger):  # the next job of a multirun starts its own run
+        if isinstance(logger, WandbLogger):  # the next job of a multirun (or the control) starts its own run
             logger.experiment.finish()
-    return float(metrics[cfg.monitor])
+    return result
+
+
+def check_inputs(cfg: DictConfig, loss) -> None:
+    """What a run's inputs must satisfy, checked before any model is built (the default's student and
+    teacher source build the teacher first: a minute and more)."""
+    if cfg.data.get("dataset_dir"):
+        check_saved_dataset(cfg.data.dataset_dir)
+    elif loss is not None and loss.uses_rationale and not cfg.get("rationale"):
+        raise ConfigError(
+            f"loss.alpha={cfg.loss.alpha} trains on rationales, but no rationale writer is chosen: add "
+            "rationale=hf (a local model) or rationale=openai"
+        )
+
+
+def control_config(cfg: DictConfig) -> DictConfig | None:
+    """The control arm's config: `cfg` with `cfg.control` merged over it, into <output_dir>/control; None
+    without a control, in a sweep, or where the run learns nothing from the teacher (the control would be
+    the run)."""
+    if not cfg.get("control"):
+        return None
+    if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
+        log.info("no control arm in a sweep: its jobs are compared with one another (add loss=label_only to it)")
+        return None
+    distils = bool(cfg.get("loss") and cfg.loss.get("divergence"))
+    if not distils and OmegaConf.select(cfg, "data.label_source") != "teacher":
+        log.info("no control arm: this run learns nothing from the teacher (it is its own control)")
+        return None
+    arm = copy.deepcopy(cfg)
+    with open_dict(arm):  # the control may set keys the run's loss config lacks (loss.ce_weight of label_only)
+        arm.merge_with(cfg.control)
+        arm.control = arm.ckpt_path = None  # a resumed run's checkpoint is the student's, not its control's
+        arm.paths.output_dir = str(Path(cfg.paths.output_dir) / "control")
+    return arm
 
 
 def check_launch(cfg: DictConfig) -> None:

@@ -23,11 +23,10 @@ chat message where the backend has a chat API. Adding a backend is one class her
 
 from dataclasses import asdict, dataclass, field
 
-from tqdm.auto import tqdm
-
 from codistill.generation import Sampling
 from codistill.llm.generated import Generation
 from codistill.llm.store import ResultStore, content_key
+from codistill.progress import tqdm
 
 
 @dataclass(frozen=True)

@@ -1,13 +1,13 @@
 """Corpus -> segments -> FIM splits -> teacher middles -> rationales -> a `datasets.DatasetDict`."""
 
 from datasets import Dataset, DatasetDict, Features
-from tqdm.auto import tqdm
 
 from codistill.data import schema
 from codistill.data.fim import fill_here, segment, split_fim
 from codistill.data.splits import SPLITS, assign_splits, file_id, group_of
 from codistill.errors import ConfigError
 from codistill.llm.store import ResultStore, content_key, in_shard
+from codistill.progress import tqdm
 from codistill.rng import stable_rng
 
 
@@ -67,7 +67,8 @@ def build_fim_dataset(
     validation and test by file or repository (`split_by`, see codistill.data.splits): no file has
     segments on two sides.
 
-    Teacher middles and rationales go through `store`, so a killed build resumes without paying twice.
+    Teacher middles and rationales go through `store`, so a killed build resumes without paying twice;
+    with no `rationale` writer the rationale columns are empty strings (students that learn no rationale).
     With `teacher_topk` > 0 the teacher's top-k distributions over the tokens of `distribution_of` (a
     label column) are stored too (`schema.TEACHER_DISTRIBUTION`), through the store as well; with
     `teacher_samples` > 0, that many draws from them (`schema.TEACHER_SAMPLES`).
@@ -87,7 +88,7 @@ def build_fim_dataset(
     mine = [r for r in records if in_shard(content_key(r["hexsha"], r["segment_index"]), index, count)]
     outputs = teacher.infill([r["prefix"] for r in mine], [r["suffix"] for r in mine], store)
     codes, middles = [r[schema.PROMPT] for r in mine], [r[schema.MIDDLE] for r in mine]
-    rationales = rationale.explain(language, codes, middles, store)
+    rationales = rationale.explain(language, codes, middles, store) if rationale else [""] * len(mine)
     scores = [None] * len(mine)
     if teacher_topk or teacher_samples:
         labels = outputs if distribution_of == schema.TEACHER_MIDDLE else middles
@@ -102,8 +103,8 @@ def build_fim_dataset(
                 schema.TEACHER_MIDDLE: output,
                 schema.RATIONALE: why,
                 "teacher": teacher.name,
-                "rationale_model": rationale.model_name,
-                "rationale_template": rationale.template.id,
+                "rationale_model": rationale.model_name if rationale else "",
+                "rationale_template": rationale.template.id if rationale else "",
             }
         )
         if score is not None:

@@ -32,7 +32,7 @@ class DistillationSource:
 
     dataset: DictConfig
     teacher: DictConfig
-    rationale: DictConfig
+    rationale: DictConfig | None  # None: no rationales
     seed: int
     data_dir: str
     store_dir: str

@@ -218,14 +218,19 @@ class FIMDataModule(pl.LightningDataModule):
         )
 
 
-def load_distillation_dataset(dataset_dir: str) -> DatasetDict:
-    """A `DatasetDict` saved by codistill-generate, under codistill's column names (whichever names it was
-    saved with), checked for the splits and columns training needs."""
+def check_saved_dataset(dataset_dir: str) -> None:
+    """Fail at once, before any model is built, where `dataset_dir` holds no saved DatasetDict."""
     if not Path(dataset_dir, "dataset_dict.json").is_file():
         raise ConfigError(
             f"dataset_dir={dataset_dir} is not a saved dataset (no dataset_dict.json): run codistill-generate "
             "and pass its save_local folder as data.dataset_dir, or leave it null to build one"
         )
+
+
+def load_distillation_dataset(dataset_dir: str) -> DatasetDict:
+    """A `DatasetDict` saved by codistill-generate, under codistill's column names (whichever names it was
+    saved with), checked for the splits and columns training needs."""
+    check_saved_dataset(dataset_dir)
     data = schema.from_original(load_from_disk(dataset_dir))
     for split in ("train", "validation"):
         if split not in data:

@@ -9,7 +9,6 @@ Step-by-Step's `--output_rationale`.
 """
 
 import torch
-from transformers import AutoModelForSeq2SeqLM
 
 from codistill.data.batching import right_padded
 from codistill.data.fim import FIMTokens
@@ -17,6 +16,7 @@ from codistill.data.formatting import LABEL_TASK, RATIONALE_TASK, encode_fim_inp
 from codistill.errors import ConfigError
 from codistill.generation import Sampling, cut_at_stop_strings, generate_ids, resolve_device, stop_ids
 from codistill.losses import IGNORE_INDEX, sequence_nll
+from codistill.models.loading import seq2seq_model
 from codistill.models.tokenization import CodeTokenizer
 
 
@@ -81,7 +81,7 @@ class Seq2SeqModel:
     @classmethod
     def from_pretrained(cls, name_or_path: str, device: str = "auto", **kwargs) -> "Seq2SeqModel":
         """A saved student: its tokenizer brings the task prefixes the student learnt."""
-        model = AutoModelForSeq2SeqLM.from_pretrained(name_or_path).to(resolve_device(device)).eval()
+        model = seq2seq_model(name_or_path).to(resolve_device(device)).eval()
         return cls(model, CodeTokenizer.from_pretrained(name_or_path), **kwargs)
 
     def infill(self, prefixes: list[str], suffixes: list[str], sampling: Sampling) -> list[list[str]]:

@@ -84,11 +84,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from tqdm.auto import tqdm
-
 from codistill.errors import ConfigError
 from codistill.eval import namespaces
 from codistill.eval.namespaces import RUNNER
+from codistill.progress import tqdm
 
 log = logging.getLogger(__name__)
 ISOLATIONS = ("auto", "namespaces", "process")

@@ -24,11 +24,11 @@ import httpx
 import openai
 from aiolimiter import AsyncLimiter
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
-from tqdm.auto import tqdm
 
 from codistill.errors import ConfigError
 from codistill.llm.generated import LENGTH, Generation
 from codistill.llm.store import IncompleteError, ResultStore
+from codistill.progress import tqdm
 
 CONNECTIONS_PER_CLIENT = 16
 

@@ -18,10 +18,9 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from tqdm.auto import tqdm
-
 from codistill.errors import ConfigError
 from codistill.llm.generated import Generation
+from codistill.progress import tqdm
 
 
 def content_key(*parts) -> str:

@@ -10,8 +10,9 @@ from pytorch_lightning.strategies import DeepSpeedStrategy
 from pytorch_lightning.utilities.deepspeed import convert_zero_checkpoint_to_fp32_state_dict
 from transformers import PreTrainedModel
 
+from codistill.eval.standings import gap_closed
 from codistill.generation import resolve_device
-from codistill.tables import markdown_table, print_table
+from codistill.tables import markdown_table, print_table, transposed
 
 MODEL_PREFIX = "model."  # the LightningModule attribute that holds the Hugging Face model
 
@@ -56,19 +57,26 @@ def export_student(
 
 
 def write_summary(out: Path, metrics: dict, predictions: list[dict], standings: dict | None = None, **extra) -> None:
-    """metrics.json (the validation metrics, `standings` and `extra`), predictions.jsonl and metrics.md:
-    the validation metrics, then `standings` (codistill.eval.standings: teacher, student and baselines on
-    the same gaps) where there are any."""
+    """metrics.json (the validation metrics, `standings`, the bits-per-byte gap closed, and `extra`),
+    predictions.jsonl and metrics.md: first `standings` (codistill.eval.standings: teacher, student, control
+    and baselines on the same gaps) and the gap closed, where there are any, then the validation metrics."""
     metrics = {k: float(v) for k, v in metrics.items()}
-    summary = {"metrics": metrics, "standings": standings or {}, **extra, "validation_rows": len(predictions)}
+    closed = gap_closed(standings or {})
+    summary = {"metrics": metrics, "standings": standings or {}, "gap_closed": closed, **extra}
+    summary["validation_rows"] = len(predictions)
     (out / "metrics.json").write_text(json.dumps(summary, indent=2))
     with open(out / "predictions.jsonl", "w", encoding="utf-8") as f:
         for row in predictions:
             f.write(json.dumps(row, ensure_ascii=False) + "\n")
     rows = {"student (val)": {k.removeprefix("val/"): v for k, v in metrics.items()}}
-    text = markdown_table(rows)
-    print_table("validation", rows)
+    text = ""
     if standings:
-        text += "\n## Where the student stands (validation gaps)\n\n" + markdown_table(standings)
-        print_table("where the student stands (validation gaps)", standings)
-    (out / "metrics.md").write_text(text)
+        print_table("where the student stands (validation gaps, in files no model trained on)", transposed(standings))
+        text += "## Where the student stands (validation gaps)\n\n" + markdown_table(standings)
+        if closed is not None:
+            line = f"Distillation closed {closed:.0%} of the control-to-teacher gap in bits per byte."
+            print(line)
+            text += f"\n{line}\n"
+        text += "\n## Every validation metric\n\n"
+    print_table("validation", rows)
+    (out / "metrics.md").write_text(text + markdown_table(rows))

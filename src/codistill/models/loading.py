@@ -1,5 +1,6 @@
 """Load a seq2seq student (Hub id or folder) with a lossless tokenizer and its real output head."""
 
+import logging
 from dataclasses import dataclass
 
 from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer, PreTrainedModel
@@ -26,11 +27,29 @@ def keep_untied_lm_head(model: PreTrainedModel) -> None:
         model.config.tie_word_embeddings = False
 
 
+def _not_the_untied_head_warning(record: logging.LogRecord) -> bool:
+    return "tie shared.weight to lm_head.weight" not in record.getMessage()
+
+
+def seq2seq_model(name_or_path: str, **kwargs) -> PreTrainedModel:
+    """`AutoModelForSeq2SeqLM.from_pretrained` keeping a separate head (`keep_untied_lm_head`), without the
+    warning transformers gives for one. T5Config forces `tie_word_embeddings=True` whatever config.json says
+    (false in flan-t5's and so in every student saved from it), so each load of such a checkpoint warns that
+    `shared` and `lm_head` differ and are left untied: what the checkpoint means, so nothing to act on."""
+    modeling = logging.getLogger("transformers.modeling_utils")
+    modeling.addFilter(_not_the_untied_head_warning)
+    try:
+        model = AutoModelForSeq2SeqLM.from_pretrained(name_or_path, **kwargs)
+    finally:
+        modeling.removeFilter(_not_the_untied_head_warning)
+    keep_untied_lm_head(model)
+    return model
+
+
 def load_student(name_or_path: str, markers: tuple[str, ...] = STUDENT_MARKERS, dtype: str = "float32") -> Student:
     """The student model and its `CodeTokenizer`; embeddings grow to cover the tokenizer's added tokens."""
     tokenizer = CodeTokenizer.from_pretrained(name_or_path, markers=tuple(markers))
-    model = AutoModelForSeq2SeqLM.from_pretrained(name_or_path, dtype=dtype)
-    keep_untied_lm_head(model)
+    model = seq2seq_model(name_or_path, dtype=dtype)
     if len(tokenizer) > model.get_input_embeddings().num_embeddings:
         model.resize_token_embeddings(len(tokenizer), mean_resizing=False)
     model.generation_config.pad_token_id = tokenizer.pad_token_id

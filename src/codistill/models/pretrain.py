@@ -27,7 +27,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
-from tqdm.auto import tqdm
 from transformers import get_cosine_schedule_with_warmup
 
 from codistill.data.splits import assign_splits, file_id, group_of
@@ -35,6 +34,8 @@ from codistill.errors import ConfigError, build
 from codistill.eval.metrics import utf8_bytes
 from codistill.generation import resolve_device
 from codistill.models.tiny import SANTACODER_SPECIAL, byte_level_bpe, cached_folder, save_gpt_bigcode
+from codistill.precision import autocast
+from codistill.progress import tqdm
 from codistill.rng import stable_rng
 
 LEFT_OUT = {"test", "tests", "idlelib", "site-packages", "turtledemo", "lib2to3", "__pycache__"}
@@ -130,11 +131,13 @@ def pretrained_gpt_bigcode(
     chunk_chars: int = 1500,
     held_out_stdlib: int = 12,
     seed: int = 0,
+    precision: str = "auto",
     device: str = "auto",
 ) -> str:
     """The pretrained teacher's folder (see the module docstring); `corpus` is a dataset's `corpus` config
     node, split with (`validation_size`, `test_size`, `split_seed`, `split_by`) as the dataset is. It
-    trains on `device` (auto: a GPU where there is one), which is not part of the cache key."""
+    trains on `device` (auto: a GPU where there is one), which is not part of the cache key, in
+    `precision` (codistill.precision: auto is bf16 autocast where the hardware has it)."""
     settings = {k: v for k, v in locals().items() if k not in ("cache_dir", "device")}
     if isinstance(corpus, DictConfig):
         settings["corpus"] = OmegaConf.to_container(corpus, resolve=True)
@@ -166,7 +169,8 @@ def pretrained_gpt_bigcode(
         for _ in bar:
             stream = own_blocks if rng.random() < weight else library_blocks
             batch = stream[rng.integers(0, len(stream), batch_size)].to(where)
-            loss = model(input_ids=batch, labels=batch).loss
+            with autocast(precision, where):
+                loss = model(input_ids=batch, labels=batch).loss
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
