@@ -241,6 +241,7 @@ def kd_curve(path: str) -> list[float]:
     return [float(r["val/kd_loss"]) for r in csv.DictReader(open(metrics)) if r.get("val/kd_loss")][:-1]
 
 
+@pytest.mark.thorough  # the default run's test shows KD beating its control
 def test_forward_kl_brings_the_student_closer_to_the_teacher_than_labels_alone(shared, cache_dir):
     """Same student, data and steps; label-only training logs its KL to the teacher (ce_weight 1) without
     learning from it. Forward-KL training must end nearer the teacher."""

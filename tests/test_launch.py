@@ -213,6 +213,7 @@ def test_torchrun_training_with_no_cached_dataset_labels_once_in_shards_and_shar
     assert summary["validation_rows"] == len(load_from_disk(str(dataset))["validation"])
 
 
+@pytest.mark.thorough  # torchrun labels in shards in the training test too
 def test_torchrun_labelling_in_shards_then_one_assembly(tmp_path, cache_dir):
     done = _torchrun(tmp_path, cache_dir, "generate", "debug=fdr")
     assert done.returncode == 0, done.stderr[-4000:]

@@ -100,7 +100,7 @@ def test_ci_runs_the_readme_quick_start_as_written():
     block = module.quickstart(README.read_text(encoding="utf-8"))
     commands = [shlex.split(line, comments=True) for line in block.splitlines()]
     commands = [c for c in commands if c]
-    assert commands[0][:4] == ["pip", "install", "torch==2.13.0", "&&"] and '.[dev]' in commands[0]
+    assert commands[0][:4] == ["pip", "install", "torch==2.13.0", "&&"] and ".[dev]" in commands[0]
     assert [c[0] for c in commands[1:]] == ["codistill-train", "python"] and commands[1] == ["codistill-train"]
     assert commands[2] == ["python", "-m", "pytest"]
     assert "python .ci/quickstart.py README.md" in (root / ".ci" / "run").read_text()

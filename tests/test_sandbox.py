@@ -490,6 +490,9 @@ def test_hostile_programs_together_keep_the_harness_going(tmp_path, sandbox_root
     assert list(sandbox_root.iterdir()) == []  # every temporary directory was deleted
 
 
+@pytest.mark.parametrize(  # 164 programs twice: under the process layer alone (the fallback), a CI run's
+    "isolation", [pytest.param("process", marks=pytest.mark.thorough), NAMESPACES], indirect=True
+)
 def test_canonical_humaneval_solutions_pass_and_empty_completions_fail(problems, sandbox_root, isolation):
     programs = [humaneval_program(p, p["canonical_solution"]) for p in problems]
     canonical = run_programs(programs, workers=2, timeout=TIMEOUT, isolation=isolation)

@@ -54,6 +54,7 @@ def test_every_trainer_config_builds_its_strategy_on_cpu(tmp_path, cache_dir, na
         assert isinstance(trainer, pl.Trainer) and trainer.world_size == 2
 
 
+@pytest.mark.thorough  # multi-process DDP training: torchrun's test in the quick suite
 def test_two_process_ddp_training_on_cpu(tmp_path, cache_dir):
     done = _cli(tmp_path, cache_dir, "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", "debug=fdr")
     assert done.returncode == 0, done.stderr[-3000:]
@@ -82,6 +83,7 @@ def test_a_multirun_gives_each_job_its_folder_and_wandb_run_in_one_group(tmp_pat
     assert groups == [True, True]
 
 
+@pytest.mark.thorough  # an error path of the multirun the quick suite runs
 def test_multi_device_jobs_in_the_basic_launcher_are_refused(tmp_path, cache_dir):
     done = _cli(
         tmp_path,
@@ -165,6 +167,7 @@ def test_wandb_logs_predictions_the_student_and_no_secret(tmp_path, cache_dir, m
     assert b"hf_secret_never_logged" not in written and b"<redacted>" in written
 
 
+@pytest.mark.thorough  # recipe 2's sweep (test_launch) runs the README's
 def test_an_optuna_sweep_optimises_the_metric_train_returns(tmp_path, cache_dir):
     pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
     sweep = ["-m", "hparams_search=optuna", "experiment=step_by_step_tiny", "hydra.sweeper.n_trials=2", "debug=fdr"]

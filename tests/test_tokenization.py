@@ -203,6 +203,7 @@ def _shared_texts(shared_data):
                 continue
 
 
+@pytest.mark.thorough  # the property tests round-trip code; this, every real file
 def test_every_shared_data_file_round_trips(plain, shared_data):
     count = 0
     for where, text in _shared_texts(shared_data):

@@ -188,7 +188,9 @@ def _sample_jsonl(path):
     return path
 
 
-@pytest.mark.parametrize("experiment", [None, "moonscript_santacoder_flan_t5"])
+@pytest.mark.parametrize(  # None: the default, whose full run the `trained` fixture is
+    "experiment", [pytest.param(None, marks=pytest.mark.thorough), "moonscript_santacoder_flan_t5"]
+)
 def test_fast_dev_run_of_every_experiment(
     tmp_path, cache_dir, tiny_teacher_dir, tiny_student_dir, experiment, monkeypatch
 ):
@@ -240,6 +242,7 @@ def test_fast_dev_run_of_the_textbook_experiments(tmp_path, cache_dir, tiny_teac
     assert (tmp_path / "out" / "student" / "config.json").is_file()
 
 
+@pytest.mark.thorough  # test_distillation's label_only runs, with more
 def test_label_only_trains_without_the_rationale_task(tmp_path, cache_dir):
     cfg = compose_config("train", tmp_path, cache_dir, ["debug=fdr", "loss=label_only"])
     train(cfg)
@@ -250,7 +253,11 @@ def test_label_only_trains_without_the_rationale_task(tmp_path, cache_dir):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["data.dataset_dir=/no/such/dataset"], "dataset_dir=/no/such/dataset is not a saved dataset"),
+        pytest.param(  # a second error through the same CLI path
+            ["data.dataset_dir=/no/such/dataset"],
+            "dataset_dir=/no/such/dataset is not a saved dataset",
+            marks=pytest.mark.thorough,
+        ),
         (["loss.alpha=1.5"], "loss.alpha=1.5 is outside [0, 1]"),
     ],
 )
