@@ -7,6 +7,7 @@ import sys
 from types import SimpleNamespace
 
 import datasets
+import pytest
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks import RichProgressBar
 from pytorch_lightning.demos.boring_classes import BoringModel
@@ -101,6 +102,7 @@ def test_library_bars_are_switched_off_only_off_a_terminal(monkeypatch):
         datasets.enable_progress_bars()
 
 
+@pytest.mark.thorough  # the same bars in-process above (a real Lightning fit, codistill's, the libraries')
 def test_codistill_train_into_a_file_writes_no_carriage_return(tmp_path, cache_dir):
     """Every bar of a real run, codistill's, Lightning's, transformers' and datasets', into a log file."""
     recipe = ["debug=fdr", *TINY_TEACHER]  # the default's recipe: the teacher's draws, a causal student

@@ -26,7 +26,7 @@ from openai_server import FakeOpenAI
 def trained(tmp_path_factory, cache_dir):
     """The embedded default (its pretrained teacher built here, once per session), 6 epochs of its 30."""
     tmp = tmp_path_factory.mktemp("train")
-    overrides = ["trainer.max_epochs=6", "trainer.check_val_every_n_epoch=2"]
+    overrides = ["trainer.max_epochs=6", "trainer.check_val_every_n_epoch=3"]
     cfg = compose_config("train", tmp, cache_dir, overrides, embedded=True)
     return cfg, train(cfg)
 
