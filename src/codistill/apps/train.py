@@ -112,7 +112,7 @@ def control_config(cfg: DictConfig) -> DictConfig | None:
     if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
         log.info("no control arm in a sweep: its jobs are compared with one another (add loss=label_only to it)")
         return None
-    distils = bool(cfg.get("loss") and cfg.loss.get("divergence"))
+    distils = bool(cfg.get("loss")) and build(cfg.loss).needs_teacher  # the loss says, as for the teacher source
     if not distils and OmegaConf.select(cfg, "data.label_source") != "teacher":
         log.info("no control arm: this run learns nothing from the teacher (it is its own control)")
         return None
