@@ -49,9 +49,11 @@ from hydra import compose, initialize_config_dir  # noqa: E402
 from omegaconf import open_dict  # noqa: E402
 
 from codistill.backends.hf import HFBackend  # noqa: E402
-from codistill.config import CONFIG_DIR  # noqa: E402
+from codistill.config import (
+    CONFIG_DIR,  # noqa: E402
+    build,  # noqa: E402
+)
 from codistill.data.fim_datamodule import load_distillation_dataset  # noqa: E402
-from codistill.errors import build  # noqa: E402
 from codistill.eval.baselines import BASELINES  # noqa: E402
 from codistill.eval.metrics import edit_similarity  # noqa: E402
 from codistill.eval.models import CausalModel, Seq2SeqModel  # noqa: E402

@@ -7,10 +7,10 @@ twice as wide in bf16 with no grad (the online teacher). One batch of `--batch` 
 position a target. One forward and backward of the student per step (no optimizer step), same inputs for
 every path:
 
-- label_only: cross-entropy only, through `codistill.losses.batch_losses` (the baseline);
+- label_only: cross-entropy only, through `codistill.losses.DistillationLoss` (the baseline);
 - naive: forward KL written the usual way: both models' logits, a float32 log-softmax of each, KL summed
   over the vocabulary;
-- torch: `loss=forward_kl` through `batch_losses` on the logits (chunked over positions under activation
+- torch: `loss=forward_kl` through `DistillationLoss` on the logits (chunked over positions under activation
   checkpointing, `loss.kernel=torch`);
 - liger: the same loss through liger-kernel's fused linear cross-entropy and JSD (`loss.kernel=liger`), on
   the hidden states and output embeddings: no [tokens, vocab] tensor outlives a chunk.
@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from transformers import GPTBigCodeConfig, GPTBigCodeForCausalLM
 
-from codistill.losses import DistillationLoss, Projection, TeacherDistribution, batch_losses, liger_installed
+from codistill.losses import Dense, DistillationLoss, Projected, Projection, liger_installed
 from codistill.tables import print_table
 
 VOCAB = 49152  # starcoder's, santacoder's is 49,280
@@ -57,14 +57,14 @@ def codistill(kernel: str | None):
 
     def step(student, teacher, ids, mask):
         if kernel is None:
-            return batch_losses(loss, student(input_ids=ids).logits, ids, True)["loss"]
+            return loss(student(input_ids=ids).logits, ids, shift=True)["loss"]
         if kernel == "liger":
             with torch.no_grad():
                 t = Projection.of(teacher, ids, None)
-            return batch_losses(loss, Projection.of(student, ids, None), ids, True, (t, mask))["loss"]
+            return loss(Projection.of(student, ids, None), ids, Projected(t.hidden, t.weight, mask), shift=True)["loss"]
         with torch.no_grad():
-            t = TeacherDistribution(logits=teacher(input_ids=ids).logits)
-        return batch_losses(loss, student(input_ids=ids).logits, ids, True, (t, mask))["loss"]
+            t = Dense(teacher(input_ids=ids).logits, mask)
+        return loss(student(input_ids=ids).logits, ids, t, shift=True)["loss"]
 
     return step
 

@@ -3,7 +3,7 @@
 One causal student (a GPTBigCode built from config with the tiny teacher's byte-level BPE, `--student-dim`
 wide, `--student-layers` deep) learns recipe 1's FIM task on the embedded default's dataset (the bundled
 MoonScript sample, `codistill-train`'s config composed with Hydra's compose API), through
-`codistill.models.fim.FIMDistiller` and `codistill.data.fim_datamodule.FIMDataModule`, in a plain loop
+`codistill.assembly`'s parts (what codistill-train fits: `FIMDistiller` on `FIMDataModule`), in a plain loop
 (forward, loss, backward, AdamW step; data loading included), on CPU in fp32:
 
 - label_only: cross-entropy on the middle (`loss=label_only`);
@@ -34,17 +34,20 @@ import torch  # noqa: E402
 from hydra import compose, initialize_config_dir  # noqa: E402
 from omegaconf import open_dict  # noqa: E402
 
-from codistill.config import CONFIG_DIR  # noqa: E402
+from codistill.assembly import assemble, prepare  # noqa: E402
+from codistill.config import (
+    CONFIG_DIR,  # noqa: E402
+    build,  # noqa: E402
+)
 from codistill.data import schema  # noqa: E402
 from codistill.data.fim_datamodule import load_distillation_dataset  # noqa: E402
-from codistill.errors import build  # noqa: E402
 from codistill.models.tiny import tiny_gpt_bigcode  # noqa: E402
 from codistill.tables import print_table  # noqa: E402
 
 
 def config(tmp: Path, overrides: list[str]):
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        cfg = compose("train", overrides=["student=tiny_gpt_bigcode", "data.label_source=ground_truth", *overrides])
+        cfg = compose("train", overrides=["student=tiny_gpt_bigcode", "~control", *overrides])
     with open_dict(cfg):
         cfg.paths.data_dir, cfg.paths.cache_dir = str(tmp / "data"), str(tmp / "cache")
         cfg.paths.output_dir = str(tmp / "out")
@@ -56,20 +59,17 @@ def one_run(cfg, student_dir: str, args) -> float:
     torch.manual_seed(0)
     with open_dict(cfg):
         cfg.student.name_or_path = student_dir
-    loss = build(cfg.loss)
-    teacher = build(cfg.teacher_logits) if loss.needs_teacher else None
-    student = build(cfg.student)
-    extra = {"teacher": teacher} if teacher is not None else {}
-    datamodule = build(cfg.data, tokenizer=student.tokenizer, **extra)
+    parts = assemble(prepare(cfg))  # what codistill-train fits, stepped here by a plain loop
+    datamodule, module = parts.datamodule, parts.module
     datamodule.setup()
-    module = build(cfg.model, model=student.model, tokenizer=student.tokenizer, loss=loss, **extra)
+    module.on_fit_start()  # the teacher on the module's device, the loss's path chosen
     optimizer = torch.optim.AdamW(module.parameters(), lr=1e-3)
     tokens, step, start = 0, 0, None
     while step < args.warmup_steps + args.steps:
         for batch in datamodule.train_dataloader():
             if step == args.warmup_steps:
                 start = time.perf_counter()
-            out = module._losses(batch)
+            out = module.losses(batch)
             out["loss"].backward()
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)

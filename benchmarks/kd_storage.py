@@ -38,9 +38,9 @@ from efficacy import (
     teacher_and_held_out_stdlib,
 )
 
+from codistill.config import build
 from codistill.data import schema
 from codistill.data.fim_datamodule import load_distillation_dataset
-from codistill.errors import build
 from codistill.tables import print_table
 
 KD = ["loss=forward_kl", "loss.ce_weight=0.5", "data.label_source=ground_truth"]

@@ -5,8 +5,8 @@ Both paths train the same task on the same data in the same process: the tiny T5
 learns the label task of the embedded default's FIM dataset (`codistill-train`'s config composed with Hydra's
 compose API, built by `codistill.data.cache.DistillationSource`), on CPU in fp32:
 
-- lightning: `codistill.models.fim.FIMDistiller` with `DistillationLoss()` (`loss=label_only`) on
-  `codistill.data.fim_datamodule.FIMDataModule`'s length-grouped batches, under a `pytorch_lightning.Trainer`;
+- lightning: what codistill-train fits (`codistill.assembly.assemble` of `student=tiny_t5 loss=label_only`:
+  `FIMDistiller` on `FIMDataModule`'s length-grouped batches), under a bare `pytorch_lightning.Trainer`;
 - hf: `transformers.Seq2SeqTrainer` on the same tokenized label-task features (`label_input_ids`,
   `label_labels` of the datamodule's training split), padded by `DataCollatorForSeq2Seq`, with its own
   length grouping (`train_sampling_strategy="group_by_length"`, the former `group_by_length=True`).
@@ -50,10 +50,8 @@ from transformers import (  # noqa: E402
 )
 from transformers.utils import logging as hf_logging  # noqa: E402
 
+from codistill.assembly import assemble, prepare  # noqa: E402
 from codistill.config import CONFIG_DIR  # noqa: E402
-from codistill.errors import build  # noqa: E402
-from codistill.losses import DistillationLoss  # noqa: E402
-from codistill.models.fim import FIMDistiller  # noqa: E402
 from codistill.models.loading import load_student  # noqa: E402
 from codistill.models.tiny import tiny_t5  # noqa: E402
 
@@ -114,17 +112,12 @@ class HFWindow(TrainerCallback):
         self.window.step_done(state.global_step)  # called after the optimizer step: steps done so far
 
 
-def lightning_run(student_dir: str, datamodule, args) -> dict:
+def lightning_run(cfg, args) -> dict:
+    """codistill-train's own parts (`codistill.assembly`: a freshly loaded student, its datamodule and module),
+    fitted by a bare trainer (the run's own validates, logs and checkpoints)."""
     pl.seed_everything(args.seed, verbose=False)
-    student = load_student(student_dir)
-    window = Window(FedCounter(student.model), args.warmup_steps, args.warmup_steps + args.steps)
-    module = FIMDistiller(
-        student.model,
-        student.tokenizer,
-        DistillationLoss(),
-        optimizer=functools.partial(torch.optim.AdamW, lr=args.lr, weight_decay=0.0),
-        warmup_steps=0,
-    )
+    parts = assemble(prepare(cfg))
+    window = Window(FedCounter(parts.student.model), args.warmup_steps, args.warmup_steps + args.steps)
     trainer = pl.Trainer(
         accelerator="cpu",
         devices=1,
@@ -139,7 +132,7 @@ def lightning_run(student_dir: str, datamodule, args) -> dict:
         num_sanity_val_steps=0,
         callbacks=[LightningWindow(window)],
     )
-    trainer.fit(module, datamodule=datamodule)
+    trainer.fit(parts.module, datamodule=parts.datamodule)
     return window.result()
 
 
@@ -204,23 +197,24 @@ def main() -> None:
     warnings.filterwarnings("ignore")
 
     cache = Path(args.cache_dir).resolve()
+    overrides = ["student=tiny_t5", "loss=label_only", "~control", f"data.micro_batch_size={args.batch_size}"]
+    overrides += [f"model.optimizer.lr={args.lr}", "model.optimizer.weight_decay=0", "model.warmup_steps=0"]
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        cfg = compose(config_name="train", overrides=["loss=label_only", f"data.micro_batch_size={args.batch_size}"])
+        cfg = compose(config_name="train", overrides=overrides)
     with open_dict(cfg):
         cfg.paths.cache_dir = str(cache)
         cfg.paths.data_dir = str(cache / "benchmark-data")
         cfg.paths.output_dir = cfg.paths.log_dir = str(cache / "benchmark-outputs")
     args.seed = cfg.seed
-    student_dir = tiny_t5(str(cache))
-    tokenizer = load_student(student_dir).tokenizer
-    datamodule = build(cfg.data, tokenizer=tokenizer, dataset_dir=build(cfg.data.source).cached())
+    student_dir = tiny_t5(str(cache))  # what student=tiny_t5 loads, for the Trainer's own copies
+    datamodule = assemble(prepare(cfg)).datamodule
     datamodule.setup("fit")
     train = datamodule.splits["train"]
     features = train.select_columns(["label_input_ids", "label_labels"]).rename_columns(
         {"label_input_ids": "input_ids", "label_labels": "labels"}
     )
 
-    paths = {"lightning (codistill)": lambda: lightning_run(student_dir, datamodule, args)}
+    paths = {"lightning (codistill)": lambda: lightning_run(cfg, args)}
     paths["hf Seq2SeqTrainer"] = lambda: hf_run(student_dir, features, args)
     runs: dict[str, list[dict]] = {name: [] for name in paths}
     for _ in range(args.repeats):  # alternate, so that machine load hits both alike

@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from codistill.config import build
 from codistill.data.fim_datamodule import FIMDataModule
 from codistill.data.formatting import (
     FIM_MIDDLE,
@@ -13,7 +14,7 @@ from codistill.data.formatting import (
     TASK_PREFIXES,
     encode_fim_input,
 )
-from codistill.errors import ConfigError, build
+from codistill.errors import ConfigError
 from codistill.models.loading import load_student
 from conftest import compose_config
 

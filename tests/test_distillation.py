@@ -14,15 +14,17 @@ from transformers import AutoTokenizer
 
 from codistill.apps.generate import generate
 from codistill.apps.train import train
+from codistill.assembly import assemble, prepare
 from codistill.backends.hf import HFBackend
+from codistill.config import build
 from codistill.data import schema
 from codistill.data.corpus import load_sample_corpus
 from codistill.data.fim import FIMTokens
 from codistill.data.fim_datamodule import load_distillation_dataset
 from codistill.data.formatting import encode_causal_fim
-from codistill.errors import ConfigError, build
+from codistill.errors import ConfigError
 from codistill.llm.store import ResultStore
-from codistill.losses import IGNORE_INDEX, Projection, target_mask
+from codistill.losses import IGNORE_INDEX, Draws, Projection, TopK, target_mask
 from codistill.teacher_logits import OfflineTeacher
 from conftest import compose_config
 from openai_server import FakeOpenAI
@@ -157,15 +159,16 @@ def test_sampled_distributions_are_draws_from_the_teachers_and_load_as_their_fre
     for row in rows:
         for ids, counts in zip(row[schema.TEACHER_SAMPLE_IDS], row[schema.TEACHER_SAMPLE_COUNTS], strict=True):
             assert sum(counts) == 16 and len(set(ids)) == len(ids) and counts == sorted(counts, reverse=True)
-    teacher = build(cfg.teacher_logits)
-    distribution, mask = teacher.distribution(teacher.collate(rows))
+    draws = build(cfg.teacher_logits).collate(rows)["teacher"]
+    assert isinstance(draws, Draws)
     # the buckets' teacher side: each distinct id at count / n, padding and tail at no mass
-    mass = distribution.logprobs.exp().sum(-1)
-    torch.testing.assert_close(mass[mask], torch.ones(int(mask.sum())))
+    mask = draws.mask
+    distribution = draws.rows(mask.reshape(-1).nonzero().squeeze(-1))
+    torch.testing.assert_close(distribution.logprobs.exp().sum(-1), torch.ones(int(mask.sum())))
     assert distribution.tail.abs().max() == 0
     first = rows[0]
     expected = torch.tensor(first[schema.TEACHER_SAMPLE_COUNTS][0], dtype=torch.float32) / 16
-    torch.testing.assert_close(distribution.logprobs[0, 0, : len(expected)].exp(), expected)
+    torch.testing.assert_close(draws.logprobs[0, 0, : len(expected)].exp(), expected)
     assert schema.distribution_bytes_per_token(data)["sampled"] > 0
 
 
@@ -205,31 +208,32 @@ def test_causal_fim_examples_put_the_loss_on_the_middle_and_its_end(tiny_teacher
     assert [label for label in cut if label != IGNORE_INDEX] == tok("y = 2 + 3 + 4 + 5")["input_ids"][:3]  # no eos
 
 
-def test_the_online_teacher_scores_exactly_the_students_targets(shared, cache_dir):
+def online_parts(shared, cache_dir):
+    """The assembled parts of an online KD run, and its first training batch."""
     cfg = compose_config("train", shared, cache_dir, ["debug=fdr", *CAUSAL, "loss=forward_kl", ONLINE])
-    teacher, student = build(cfg.teacher_logits), build(cfg.student)
-    datamodule = build(cfg.data, tokenizer=student.tokenizer, teacher=teacher)
-    datamodule.setup()
-    batch = next(iter(datamodule.train_dataloader()))
+    parts = assemble(prepare(cfg))
+    parts.datamodule.setup()
+    return parts, next(iter(parts.datamodule.train_dataloader()))
+
+
+def test_the_online_teacher_scores_exactly_the_students_targets(shared, cache_dir):
+    parts, batch = online_parts(shared, cache_dir)
     s_mask, s_labels = target_mask(batch["label"]["labels"], shift=True)
-    _, t_mask = teacher.distribution(batch)
-    _, t_labels = target_mask(batch["teacher"]["labels"], shift=True)
+    t_mask = parts.module.teacher.teacher_batch(batch["teacher"]).mask
+    _, t_labels = target_mask(batch["teacher"].labels, shift=True)
     assert torch.equal(s_labels[s_mask], t_labels[t_mask])
 
 
 def test_the_fused_path_sees_what_the_logits_are_made_of(shared, cache_dir):
     """The fused kernels take hidden states and output embeddings instead of logits: their product must be
     the logits of both models, at the same positions (the kernels themselves run in tests/test_liger.py)."""
-    cfg = compose_config("train", shared, cache_dir, ["debug=fdr", *CAUSAL, "loss=forward_kl", ONLINE])
-    teacher, student = build(cfg.teacher_logits), build(cfg.student)
-    datamodule = build(cfg.data, tokenizer=student.tokenizer, teacher=teacher)
-    datamodule.setup()
-    batch = next(iter(datamodule.train_dataloader()))
-    (dense, mask), (projected, projected_mask) = teacher.distribution(batch), teacher.projection(batch)
-    assert torch.equal(mask, projected_mask)
+    parts, batch = online_parts(shared, cache_dir)
+    source = parts.module.teacher
+    dense, projected = source.teacher_batch(batch["teacher"]), source.teacher_batch(batch["teacher"], fused=True)
+    assert torch.equal(dense.mask, projected.mask)
     torch.testing.assert_close(projected.hidden @ projected.weight.T, dense.logits, rtol=1e-5, atol=1e-5)
     label = batch["label"]
-    model = student.model.eval()
+    model = parts.student.model.eval()
     mine = Projection.of(model, label["input_ids"], label["attention_mask"])
     logits = model(input_ids=label["input_ids"], attention_mask=label["attention_mask"]).logits
     torch.testing.assert_close(mine.hidden @ mine.weight.T, logits, rtol=1e-5, atol=1e-5)
@@ -314,6 +318,6 @@ def test_fewer_ids_than_stored_move_the_rest_of_the_mass_into_the_tail():
         schema.TEACHER_TOPK_LOGPROBS: [[math.log(0.5), math.log(0.2), math.log(0.1)]],
         schema.TEACHER_TAIL_MASS: [0.2],
     }
-    top = OfflineTeacher(top_k=2).collate([row])["teacher_topk"]
-    assert top["ids"].tolist() == [[[3, 1]]] and top["mask"].tolist() == [[True]]
-    torch.testing.assert_close(top["tail"], torch.tensor([[0.3]]))
+    top = OfflineTeacher(top_k=2).collate([row])["teacher"]
+    assert isinstance(top, TopK) and top.ids.tolist() == [[[3, 1]]] and top.mask.tolist() == [[True]]
+    torch.testing.assert_close(top.tail, torch.tensor([[0.3]]))

@@ -16,6 +16,7 @@ import codistill
 from codistill.apps.eval import evaluate
 from codistill.apps.train import train
 from codistill.backends.hf import HFBackend
+from codistill.config import build
 from codistill.data.corpus import load_sample_corpus
 from codistill.data.fim import FIMTokens
 from codistill.data.formatting import (
@@ -26,7 +27,7 @@ from codistill.data.formatting import (
     STUDENT_MARKERS,
     encode_fim_input,
 )
-from codistill.errors import ConfigError, build
+from codistill.errors import ConfigError
 from codistill.eval.models import CausalModel, Seq2SeqModel
 from codistill.eval.sandbox import SandboxSettings
 from codistill.eval.tasks import HumanEvalTask, InfillingTask, pass_at_k

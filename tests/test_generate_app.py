@@ -8,9 +8,10 @@ from datasets import DatasetDict, load_from_disk
 from omegaconf import OmegaConf
 
 from codistill.apps.generate import generate
+from codistill.config import build
 from codistill.data import schema
 from codistill.data.fim_datamodule import load_distillation_dataset
-from codistill.errors import ConfigError, build
+from codistill.errors import ConfigError
 from conftest import compose_config
 
 # recipe 1's dataset with rationales and without stored distributions (those: tests/test_distillation.py)

@@ -10,7 +10,7 @@ from codistill.llm.client import LLMClient
 from codistill.llm.generated import Generation
 from codistill.llm.store import ResultStore
 from codistill.rationales.writer import RationaleWriter
-from codistill.teacher import FIMTeacher
+from codistill.teacher import Teacher
 from openai_server import FakeOpenAI
 
 FIM = {"prefix": "<fim-prefix>", "suffix": "<fim-suffix>", "middle": "<fim-middle>", "pad": "<fim-pad>"}
@@ -21,30 +21,30 @@ SUFFIXES = ["\n  pop: =>", "", "  return x\n", "\n"]
 
 @pytest.fixture(scope="module")
 def teacher(tiny_teacher_dir):
-    return FIMTeacher(
+    return Teacher(
         "tiny", HFBackend.from_pretrained(tiny_teacher_dir, max_new_tokens=12, batch_size=4), FIM, "<|endoftext|>"
     )
 
 
 def test_batched_middles_equal_one_at_a_time(teacher, tmp_path):
     with ResultStore(tmp_path / "batched") as store:
-        batched = teacher.infill(PREFIXES, SUFFIXES, store)
+        batched = teacher.middles(PREFIXES, SUFFIXES, store)
     teacher.backend.batch_size = 1
     with ResultStore(tmp_path / "single") as store:
-        single = teacher.infill(PREFIXES, SUFFIXES, store)
+        single = teacher.middles(PREFIXES, SUFFIXES, store)
     teacher.backend.batch_size = 4
     assert batched == single
 
 
 def test_teacher_middles_are_stored_and_never_computed_twice(teacher, tmp_path, monkeypatch):
     with ResultStore(tmp_path) as store:
-        first = teacher.infill(PREFIXES[:2], SUFFIXES[:2], store)
+        first = teacher.middles(PREFIXES[:2], SUFFIXES[:2], store)
     calls = []
     monkeypatch.setattr(
         teacher.backend, "_run", lambda prompts, *_: calls.append(prompts) or [[Generation("new")]] * len(prompts)
     )
     with ResultStore(tmp_path) as store:
-        again = teacher.infill(PREFIXES, SUFFIXES, store)
+        again = teacher.middles(PREFIXES, SUFFIXES, store)
     assert again[:2] == first and again[2:] == ["new", "new"]
     assert [len(c) for c in calls] == [2]  # only the two prompts the store lacked
 
@@ -119,14 +119,12 @@ def test_segments_too_long_for_the_teacher_context_name_the_fix(teacher, tmp_pat
     with pytest.raises(ConfigError, match="dataset.segment.length=2000 tokens does not fit"):
         teacher.check_segment_length(2000)
     with pytest.raises(ConfigError, match="exceeds the model's context"), ResultStore(tmp_path) as store:
-        teacher.infill(["x = 1\n" * 600], [""], store)
+        teacher.middles(["x = 1\n" * 600], [""], store)
 
 
 def test_wrong_fim_tokens_name_the_fix(tiny_teacher_dir):
     with pytest.raises(ConfigError, match="teacher.fim"):
-        FIMTeacher(
-            "tiny", HFBackend.from_pretrained(tiny_teacher_dir), {**FIM, "prefix": "<fim_prefix>"}, "<|endoftext|>"
-        )
+        Teacher("tiny", HFBackend.from_pretrained(tiny_teacher_dir), {**FIM, "prefix": "<fim_prefix>"}, "<|endoftext|>")
 
 
 def test_openai_rationales_come_back_in_order_from_a_compatible_server(monkeypatch, tmp_path):

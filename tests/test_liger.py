@@ -10,14 +10,7 @@ import torch
 from omegaconf import open_dict
 
 from codistill.apps.train import train
-from codistill.losses import (
-    IGNORE_INDEX,
-    DistillationLoss,
-    Projection,
-    TeacherDistribution,
-    batch_losses,
-    liger_installed,
-)
+from codistill.losses import IGNORE_INDEX, Dense, DistillationLoss, Projected, Projection, liger_installed
 from conftest import compose_config
 
 pytestmark = pytest.mark.skipif(
@@ -51,10 +44,9 @@ def test_the_fused_kernels_equal_the_torch_path(divergence, beta, temperature):
     labels, teacher_mask = batch(generator)
     loss = DistillationLoss(divergence, ce_weight=0.5, temperature=temperature, beta=beta)
 
-    dense = TeacherDistribution(logits=t_hidden @ t_weight.T)
-    torch_path = batch_losses(loss, hidden @ weight.T, labels, True, (dense, teacher_mask))
+    torch_path = loss(hidden @ weight.T, labels, Dense(t_hidden @ t_weight.T, teacher_mask), shift=True)
     torch_grads = torch.autograd.grad(torch_path["loss"], (hidden, weight))
-    fused = batch_losses(loss, Projection(hidden, weight), labels, True, (Projection(t_hidden, t_weight), teacher_mask))
+    fused = loss(Projection(hidden, weight), labels, Projected(t_hidden, t_weight, teacher_mask), shift=True)
     fused_grads = torch.autograd.grad(fused["loss"], (hidden, weight))
 
     for name in ("label_loss", "kd_loss", "loss"):

@@ -11,7 +11,7 @@ from codistill.errors import ConfigError
 from codistill.llm.client import LLMClient, Request, retry_after, retryable
 from codistill.llm.generated import Generation
 from codistill.llm.store import IncompleteError, ResultStore, content_key
-from codistill.teacher import FIMTeacher
+from codistill.teacher import Teacher
 from openai_server import FakeOpenAI, FirstAttempts
 
 FAULTS = ["429", "500", "slow", "malformed", "drop", None]
@@ -135,8 +135,8 @@ def test_a_server_teacher_fills_middles_through_the_completions_endpoint(tmp_pat
     fim = {"prefix": "<fim-prefix>", "suffix": "<fim-suffix>", "middle": "<fim-middle>"}
     with FakeOpenAI(faults=FirstAttempts("429")) as server, ResultStore(tmp_path) as store:
         backend = OpenAIBackend(_client(server), tokenizer=tiny_teacher_dir, context_length=1024)
-        teacher = FIMTeacher("served", backend, fim, "<|endoftext|>")
-        middles = teacher.infill(["a = ", "b = "], [" + 1", ""], store)
+        teacher = Teacher("served", backend, fim, "<|endoftext|>")
+        middles = teacher.middles(["a = ", "b = "], [" + 1", ""], store)
         body = server.requests[-1]
     prompt = "<fim-prefix>a = <fim-suffix> + 1<fim-middle>"
     assert middles[0] == "mid:" + hashlib.sha1(prompt.encode()).hexdigest()[:8]

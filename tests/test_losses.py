@@ -11,6 +11,7 @@ from codistill.errors import ConfigError
 from codistill.losses import (
     DIVERGENCES,
     IGNORE_INDEX,
+    Dense,
     DistillationLoss,
     TeacherDistribution,
     aligned,
@@ -20,6 +21,11 @@ from codistill.losses import (
 )
 
 DENSE = TeacherDistribution
+
+
+def at_every_row(logits: torch.Tensor) -> Dense:
+    """A dense teacher [N, V] as one example's part of a batch whose every position holds a target."""
+    return Dense(logits[None], torch.ones(1, len(logits), dtype=torch.bool))
 
 
 def sparse(logits: torch.Tensor, k: int) -> TeacherDistribution:
@@ -69,8 +75,8 @@ def test_temperature_softens_both_sides_and_scales_by_its_square():
     s, t = torch.randn(4, 7, dtype=torch.float64), torch.randn(4, 7, dtype=torch.float64)
     hot = per_row(s, DENSE(logits=t), "forward_kl", temperature=2.0)
     torch.testing.assert_close(hot, per_row(s / 2, DENSE(logits=t / 2), "forward_kl"))
-    rows, targets = torch.arange(4), torch.zeros(4, dtype=torch.long)
-    loss = DistillationLoss("forward_kl", ce_weight=0.0, temperature=2.0)(s, rows, targets, DENSE(logits=t))
+    labels = torch.zeros(1, 4, dtype=torch.long)
+    loss = DistillationLoss("forward_kl", ce_weight=0.0, temperature=2.0)(s[None], labels, at_every_row(t), shift=False)
     assert loss["loss"].item() == pytest.approx(4 * hot.mean().item())
 
 
@@ -109,13 +115,15 @@ def test_masked_positions_contribute_nothing():
     mask, shifted = target_mask(labels, shift=False)
     rows, targets = mask.reshape(-1).nonzero().squeeze(-1), shifted[mask]
     assert rows.tolist() == [1, 2, 7, 8, 9] and targets.tolist() == [3, 4, 1, 2, 5]
-    teacher = DENSE(logits=teacher_logits).rows(rows)
+    teacher = Dense(teacher_logits, mask)
     loss = DistillationLoss("forward_kl", ce_weight=0.5)
-    before = loss(logits, rows, targets, teacher)["loss"]
+    before = loss(logits, labels, teacher, shift=False)["loss"]
     changed = logits.clone()
     changed[0, 0] += 100.0
     changed[0, 4] -= 50.0
-    torch.testing.assert_close(loss(changed, rows, targets, teacher)["loss"], before)
+    torch.testing.assert_close(loss(changed, labels, teacher, shift=False)["loss"], before)
+    _, kd = label_and_divergence(logits, rows, targets, DENSE(logits=teacher_logits[mask]))
+    torch.testing.assert_close(before, 0.5 * F.cross_entropy(logits[mask], targets) + 0.5 * kd)
     expected_ce = F.cross_entropy(logits[labels != IGNORE_INDEX], labels[labels != IGNORE_INDEX])
     torch.testing.assert_close(label_and_divergence(logits, rows, targets)[0], expected_ce)
 
@@ -160,17 +168,17 @@ def test_the_mix_by_hand():
     teacher = DENSE(logits=torch.randn(3, 5))
     ce, kd = label_and_divergence(logits, rows, targets, teacher)
     mix = DistillationLoss("forward_kl", ce_weight=0.25, alpha=0.6)
-    out = mix(logits, rows, targets, teacher, rationale_loss=torch.tensor(2.0))
+    out = mix(logits, targets[None], at_every_row(teacher.logits), shift=False, rationale_loss=torch.tensor(2.0))
     assert out["loss"].item() == pytest.approx(0.6 * (0.25 * ce.item() + 0.75 * kd.item()) + 0.4 * 2.0, rel=1e-6)
     assert set(out) == {"label_loss", "kd_loss", "rationale_loss", "loss"}
-    plain = DistillationLoss()(logits, rows, targets)
+    plain = DistillationLoss()(logits, targets[None], shift=False)
     assert set(plain) == {"label_loss", "loss"} and plain["loss"].item() == pytest.approx(ce.item())
 
 
 @pytest.mark.parametrize("alpha", [0.0, 0.25, 0.5, 1.0])
 def test_step_by_step_arithmetic(alpha):
     logits = torch.tensor([[[0.0, 0.0]]])  # cross-entropy ln 2
-    out = DistillationLoss(alpha=alpha)(logits, torch.tensor([0]), torch.tensor([1]), rationale_loss=torch.tensor(3.0))
+    out = DistillationLoss(alpha=alpha)(logits, torch.tensor([[1]]), shift=False, rationale_loss=torch.tensor(3.0))
     assert out["loss"].item() == pytest.approx(alpha * math.log(2) + (1 - alpha) * 3.0)
     assert DistillationLoss(alpha=alpha).uses_rationale == (alpha < 1)
 
@@ -209,7 +217,7 @@ ONLINE, OFFLINE = SimpleNamespace(online=True), SimpleNamespace(online=False)
 def test_the_fused_kernels_are_taken_only_where_they_apply(
     monkeypatch, loss, device, installed, teacher, whole_head, fused
 ):
-    monkeypatch.setattr("codistill.losses.liger_installed", lambda: installed)
+    monkeypatch.setattr("codistill.losses.distillation.liger_installed", lambda: installed)
     device = torch.device(device)
     assert DistillationLoss(*loss).fused(device, teacher, whole_head) is fused
     assert DistillationLoss(*loss, kernel="torch").fused(device, teacher, whole_head) is False
@@ -251,7 +259,7 @@ def test_on_policy_targets_train_through_the_divergence_only():
     teacher = DENSE(logits=torch.randn(3, 5))
     _, kd = label_and_divergence(logits, rows, targets, teacher, None, "jsd", 2.0, 0.5)
     out = DistillationLoss("jsd", ce_weight=0.7, temperature=2.0, lmbda=0.5)(
-        logits, rows, targets, teacher, on_policy=True
+        logits, targets[None], at_every_row(teacher.logits), shift=False, on_policy=True
     )
     assert out["loss"].item() == pytest.approx(4.0 * kd.item(), rel=1e-6)
 

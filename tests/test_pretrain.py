@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from codistill.apps.pretrain import pretrain
-from codistill.errors import build
+from codistill.config import build
 from codistill.models.pretrain import (
     EOS,
     FIM_MIDDLE,

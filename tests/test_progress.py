@@ -14,7 +14,7 @@ from pytorch_lightning.demos.boring_classes import BoringModel
 from transformers.utils import logging as transformers_logging
 
 from codistill import progress
-from codistill.errors import build
+from codistill.config import build
 from codistill.models.progress_bar import LineProgressBar, progress_bar
 from codistill.progress import QuietLibraryBars, tqdm
 from conftest import TINY_TEACHER

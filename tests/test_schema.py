@@ -4,9 +4,10 @@ import pytest
 from datasets import Dataset, DatasetDict, load_from_disk
 
 from codistill.apps.generate import generate
+from codistill.config import build
 from codistill.data import schema
 from codistill.data.fim_datamodule import load_distillation_dataset
-from codistill.errors import ConfigError, build
+from codistill.errors import ConfigError
 from codistill.eval.sandbox import SandboxSettings
 from codistill.eval.tasks import FIMHeldoutTask
 from conftest import compose_config

@@ -51,7 +51,7 @@ def test_an_overfit_student_reproduces_its_middles_exactly(tmp_path, tiny_studen
     )
     optimizer = torch.optim.AdamW(module.parameters(), lr=5e-3)  # at 1e-2 the loss oscillates
     for _ in range(200):
-        loss = module._losses(batch)["loss"]
+        loss = module.losses(batch)["loss"]
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()

@@ -1,12 +1,15 @@
 """Where the Hydra configs live (`conf/` in a source checkout, `codistill/conf` in a wheel), the config
-resolver for data files bundled with the package, and the config as loggers may see it."""
+resolver for data files bundled with the package, building a node (`build`), and the config as loggers may
+see it."""
 
 import re
 from pathlib import Path
 
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from codistill.errors import ConfigError
+from codistill.errors import ConfigError, user_error
 
 _PACKAGED = Path(__file__).parent / "conf"
 _CHECKOUT = Path(__file__).parents[2] / "conf"
@@ -54,3 +57,14 @@ def loggable(cfg: DictConfig) -> dict:
         return node
 
     return scrub(OmegaConf.to_container(cfg, resolve=True))
+
+
+def build(node, **kwargs):
+    """`hydra.utils.instantiate`, but a ConfigError raised by the target surfaces as itself."""
+    try:
+        return instantiate(node, **kwargs)
+    except InstantiationException as exc:
+        user = user_error(exc)
+        if user is None:
+            raise
+        raise user from None

@@ -15,8 +15,12 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from lightning_fabric.plugins.environments import ClusterEnvironment, SLURMEnvironment, TorchElasticEnvironment
 from omegaconf import DictConfig, open_dict
+
+from codistill.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +75,20 @@ def start_ranks(cfg: DictConfig) -> tuple[int, int]:
             cfg.paths.output_dir = shared[0]
     log.info("rank %d of %d, run folder %s", rank, world, shared[0])
     return rank, world
+
+
+def check_launch(cfg: DictConfig) -> None:
+    """Refuse multi-process training inside Hydra's basic multirun launcher: its jobs share one process,
+    and Lightning's DDP relaunch of the script would start the whole sweep again in every rank."""
+    strategy = str(cfg.trainer.get("strategy", {}).get("_target_", "")) if cfg.trainer.get("strategy") else ""
+    several = cfg.trainer.get("devices") not in (1, "1") or cfg.trainer.get("num_nodes", 1) != 1
+    if not (HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN and several):
+        return
+    if ("DDP" in strategy or "DeepSpeed" in strategy) and HydraConfig.get().launcher._target_.endswith("BasicLauncher"):
+        raise ConfigError(
+            "a multirun with the basic launcher cannot train on several devices per job: use "
+            "hydra/launcher=slurm (one process group per job), or trainer.devices=1 for the sweep"
+        )
 
 
 def barrier() -> None:

@@ -3,8 +3,6 @@
 import functools
 import sys
 
-from hydra.errors import InstantiationException
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue
 
@@ -13,7 +11,7 @@ class ConfigError(ValueError):
     """Bad configuration or input. The message says what is wrong and how to fix it."""
 
 
-def _user_error(exc: BaseException | None) -> ConfigError | None:
+def user_error(exc: BaseException | None) -> ConfigError | None:
     """Find a ConfigError in an exception's cause chain (Hydra wraps errors raised in targets)."""
     seen = set()
     while exc is not None and id(exc) not in seen:
@@ -35,17 +33,6 @@ def require(cfg: DictConfig, *keys: str) -> None:
         raise ConfigError(f"{', '.join(missing)} not set (??? in the config): add {missing[0]}=... to the command")
 
 
-def build(node, **kwargs):
-    """`hydra.utils.instantiate`, but a ConfigError raised by the target surfaces as itself."""
-    try:
-        return instantiate(node, **kwargs)
-    except InstantiationException as exc:
-        user = _user_error(exc)
-        if user is None:
-            raise
-        raise user from None
-
-
 def exit_on_config_error(task):
     """Wrap a Hydra task: a ConfigError prints `codistill: error: ...` and exits with status 2."""
 
@@ -54,7 +41,7 @@ def exit_on_config_error(task):
         try:
             return task(*args, **kwargs)
         except Exception as exc:  # noqa: BLE001 - re-raised unless it is a user error
-            user = _user_error(exc)
+            user = user_error(exc)
             if user is None:
                 raise
             print(f"codistill: error: {user}", file=sys.stderr)

@@ -1,38 +1,25 @@
-"""A fill-in-the-middle teacher: a generation backend whose model was trained with FIM sentinels
-(santacoder, starcoder, the tiny GPTBigCode), served locally or by an OpenAI-compatible server."""
+"""The teacher: one fill-in-the-middle causal LM per run (santacoder, starcoder, the pretrained or tiny
+GPTBigCode) behind a generation backend, local or served, loaded at most once and shared by every stage
+that asks it something: labelling the dataset (`middles`, `score`), distilling online (its model, through
+codistill.teacher_logits.OnlineTeacher) and the standings table (`middle_nll`, bits per byte)."""
 
-from codistill.data.fim import FIMTokens
 from codistill.errors import ConfigError
-from codistill.generation import stop_ids
+from codistill.eval.models import CausalModel
 from codistill.llm.store import ResultStore
 
 
-class FIMTeacher:
-    """Predicts middles greedily from PSM prompts built with the teacher's own FIM tokens; generation
-    stops at end-of-text or any FIM sentinel, and the text before it is the middle. Every middle goes
-    through the result store (`namespace` "teacher"), so a killed labelling run resumes."""
+class Teacher(CausalModel):
+    """A causal model (`complete`, `infill`, `middle_nll`) whose FIM sentinels are required. Its middles are
+    greedy and stop at end-of-text or any FIM sentinel; every middle and score goes through the result store,
+    so a killed labelling run resumes."""
 
-    def __init__(self, name: str, backend, fim: dict, eos_token: str):
-        self.name, self.backend, self.fim = name, backend, FIMTokens(**fim)
-        self.stops = (eos_token, self.fim.prefix, self.fim.suffix, self.fim.middle)
-        if backend.tokenizer is not None:  # a served model's tokenizer may be unknown
-            stop_ids(
-                backend.tokenizer,
-                list(self.stops),
-                f"teacher {backend.name}",
-                "set teacher.fim / teacher.eos_token to the model's own FIM sentinels (santacoder: <fim-prefix>, "
-                "starcoder: <fim_prefix>)",
-            )
+    role, setting = "teacher", "teacher"
 
-    @property
-    def tokenizer(self):
-        return self.backend.tokenizer
-
-    def infill(self, prefixes: list[str], suffixes: list[str], store: ResultStore) -> list[str]:
-        """The middle for each (prefix, suffix)."""
+    def middles(self, prefixes: list[str], suffixes: list[str], store: ResultStore) -> list[str]:
+        """The greedy middle for each (prefix, suffix), from PSM prompts in the teacher's own FIM tokens."""
         prompts = [self.fim.psm(p, s) for p, s in zip(prefixes, suffixes, strict=True)]
         generations = self.backend.generate(
-            prompts, self.stops, store, namespace="teacher", truncate_left=False, desc=f"teacher {self.name}"
+            prompts, self.sentinels, store, namespace="teacher", truncate_left=False, desc=f"teacher {self.name}"
         )
         return [g.text for g in generations]
 
@@ -42,7 +29,7 @@ class FIMTeacher:
         """The teacher's `TokenScores` over each middle's tokens and its end-of-text, after the PSM prompt:
         the distributions offline distillation stores (top-k, and `samples` draws; see codistill.teacher_logits)."""
         prompts = [self.fim.psm(p, s) for p, s in zip(prefixes, suffixes, strict=True)]
-        ends = [m + self.stops[0] for m in middles]
+        ends = [m + self.eos_token for m in middles]
         desc = f"teacher {self.name} " + (f"{samples} draws" if samples else f"top-{top_k}")
         return self.backend.score(prompts, ends, top_k, store, desc=desc, samples=samples)
 

@@ -1,15 +1,15 @@
-"""Where a student's teacher distributions come from (`teacher_logits=online|offline`).
+"""Where a student's teacher distributions come from (`teacher_logits=online|offline|sampled`).
 
-Both sources describe the same positions: the teacher's tokens of the label the student learns, then the
+Every source describes the same positions: the teacher's tokens of the label the student learns, then the
 teacher's end-of-text token, each predicted after the teacher's own PSM prompt (`teacher_prompt`). Each
-source says what the datamodule must add to a row (`encode`) and to a batch (`collate`), and turns a
-batch into a `TeacherDistribution` with a mask over its positions (`distribution`), so the
-LightningModule pairs them with the student's targets in one place (`codistill.losses.aligned`).
+source says what the datamodule must add to a row (`encode`) and to a batch (`collate`: the batch's
+`"teacher"`, a typed part of codistill.losses.teacher_batch), and what the loss gets of that part in the
+step (`teacher_batch`); the loss pairs it with the student's targets (`codistill.losses.targets.aligned`).
 
-- `OnlineTeacher`: the teacher model beside the student (eval mode, no grad, bf16 on a GPU that has it)
-  scores every batch: dense logits, no storage, one more forward pass per step. It is a plain attribute
-  of the module, not a submodule, so it is never trained, never wrapped by DDP/DeepSpeed (each rank holds
-  its replica) and never saved in a checkpoint.
+- `OnlineTeacher`: the run's one teacher model (codistill.teacher.Teacher) beside the student (eval mode,
+  no grad) scores every batch: dense logits, no storage, one more forward pass per step. It is a plain
+  attribute of the module, not a submodule, so it is never trained, never wrapped by DDP/DeepSpeed (each
+  rank holds its replica) and never saved in a checkpoint.
 - `OfflineTeacher`: codistill-generate stored the top-k ids, log-probabilities and tail mass per position
   as dataset columns (see codistill.data.schema); training needs no teacher in memory.
 - `SampledTeacher`: codistill-generate stored n draws from the teacher's distribution per position (the
@@ -25,30 +25,22 @@ from transformers import AutoTokenizer
 from codistill.data import schema
 from codistill.data.batching import right_padded
 from codistill.errors import ConfigError
-from codistill.generation import context_length, encode_pair, load_causal_lm, pad_id_of
-from codistill.losses import EMPTY, IGNORE_INDEX, Projection, TeacherDistribution, target_mask
+from codistill.generation import context_length, encode_pair, pad_id_of
+from codistill.losses import EMPTY, IGNORE_INDEX, Dense, Draws, Projected, Projection, TeacherTokens, TopK
 
 
 class OnlineTeacher:
-    """A local causal teacher that scores each batch (see the module docstring)."""
+    """The run's local teacher (codistill.teacher.Teacher, loaded once and shared) scoring each batch (see the
+    module docstring)."""
 
     online = True
+    forward_kl_only = False
     columns = ("teacher_input_ids", "teacher_labels")  # what `encode` adds and `collate` reads
     requires = (schema.TEACHER_PROMPT,)  # what the dataset must hold
 
-    def __init__(self, model, tokenizer, name: str, eos_token: str):
-        self.model, self.tokenizer = model.eval().requires_grad_(False), tokenizer
-        self.name, self.eos_token = name, eos_token
-
-    @classmethod
-    def from_pretrained(cls, name_or_path: str | None, eos_token: str, dtype: str = "auto", device: str = "auto"):
-        if name_or_path is None:
-            raise ConfigError(
-                "teacher_logits=online loads the teacher beside the student, but this teacher is served (no "
-                "teacher.backend.name_or_path): use teacher_logits=offline, which stores its distributions first"
-            )
-        model, tokenizer = load_causal_lm(name_or_path, dtype, device)
-        return cls(model, tokenizer, name_or_path, eos_token)
+    def __init__(self, teacher):
+        self.teacher = teacher
+        self.model, self.tokenizer = teacher.backend.model.eval().requires_grad_(False), teacher.tokenizer
 
     @property
     def vocabulary(self) -> dict[str, int]:
@@ -62,36 +54,34 @@ class OnlineTeacher:
         """The teacher's tokens for a row: its PSM prompt (oldest tokens dropped past the context), then the
         targets (the label and end-of-text, as offline scoring tokenizes them), with labels -100 on the prompt."""
         prompt, targets = encode_pair(
-            self.tokenizer, row[schema.TEACHER_PROMPT], row[label_column] + self.eos_token, context_length(self.model)
+            self.tokenizer,
+            row[schema.TEACHER_PROMPT],
+            row[label_column] + self.teacher.eos_token,
+            context_length(self.model),
         )
         return {"teacher_input_ids": prompt + targets, "teacher_labels": [IGNORE_INDEX] * len(prompt) + targets}
 
     def collate(self, rows: list[dict]) -> dict:
         inputs, attention = right_padded([r["teacher_input_ids"] for r in rows], pad_id_of(self.tokenizer))
         labels, _ = right_padded([r["teacher_labels"] for r in rows], IGNORE_INDEX)
-        return {"teacher": {"input_ids": inputs, "attention_mask": attention, "labels": labels}}
+        return {"teacher": TeacherTokens(inputs, attention, labels)}
 
     @torch.no_grad()
-    def distribution(self, batch: dict) -> tuple[TeacherDistribution, torch.Tensor]:
-        """Dense logits at the positions that predict the targets, and their mask [B, L]. A batch without a
-        `"teacher"` part is in the teacher's tokens already (a causal student with its tokenizer, recipe 2)."""
-        teacher = batch.get("teacher", batch)
-        logits = self.model(input_ids=teacher["input_ids"], attention_mask=teacher["attention_mask"]).logits
-        mask, _ = target_mask(teacher["labels"], shift=True)
-        return TeacherDistribution(logits=logits), mask
-
-    @torch.no_grad()
-    def projection(self, batch: dict) -> tuple[Projection, torch.Tensor]:
-        """`distribution`'s positions before the teacher's output layer, for the fused kernels."""
-        teacher = batch.get("teacher", batch)
-        mask, _ = target_mask(teacher["labels"], shift=True)
-        return Projection.of(self.model, teacher["input_ids"], teacher["attention_mask"]), mask
+    def teacher_batch(self, tokens: TeacherTokens, fused: bool = False) -> Dense | Projected:
+        """The teacher's dense logits over its tokens, or (`fused`) its last hidden states and output
+        embeddings, for the fused kernels."""
+        if fused:
+            projection = Projection.of(self.model, tokens.input_ids, tokens.attention_mask)
+            return Projected(projection.hidden, projection.weight, tokens.mask)
+        logits = self.model(input_ids=tokens.input_ids, attention_mask=tokens.attention_mask).logits
+        return Dense(logits, tokens.mask)
 
 
 class OfflineTeacher:
     """The teacher's top-k distributions stored by codistill-generate (`top_k` of them per position)."""
 
     online = False
+    forward_kl_only = False  # a source whose distributions estimate forward KL at temperature 1 and no other
     columns = (schema.TEACHER_TOPK_IDS, schema.TEACHER_TOPK_LOGPROBS, schema.TEACHER_TAIL_MASS)
     requires = schema.TEACHER_DISTRIBUTION_COLUMNS
 
@@ -122,7 +112,7 @@ class OfflineTeacher:
         return {}
 
     def collate(self, rows: list[dict]) -> dict:
-        """[B, L, k] ids and log-probabilities, [B, L] tail and mask (padding: id 0, masked out). A dataset
+        """`TopK`: [B, L, k] ids and log-probabilities, [B, L] tail and mask (padding: id 0, masked out). A dataset
         stored with a larger k gives its first `top_k` ids, and the mass of the rest joins the tail."""
         lengths = _lengths(rows, schema.TEACHER_TOPK_IDS)
         width, k = int(lengths.max()), self.top_k
@@ -137,18 +127,11 @@ class OfflineTeacher:
                 # the ids stored beyond the first k join the tail
                 tail[i, :n] = np.asarray(row[schema.TEACHER_TAIL_MASS]) + np.exp(stored[:, k:]).sum(-1)
         mask = np.arange(width) < lengths[:, None]
-        return {
-            "teacher_topk": {
-                "ids": torch.from_numpy(ids),
-                "logprobs": torch.from_numpy(logprobs),
-                "tail": torch.from_numpy(tail),
-                "mask": torch.from_numpy(mask),
-            }
-        }
+        return {"teacher": TopK(*map(torch.from_numpy, (ids, logprobs, tail, mask)))}
 
-    def distribution(self, batch: dict) -> tuple[TeacherDistribution, torch.Tensor]:
-        top = batch["teacher_topk"]
-        return TeacherDistribution(ids=top["ids"], logprobs=top["logprobs"], tail=top["tail"]), top["mask"]
+    def teacher_batch(self, stored: TopK, fused: bool = False) -> TopK:
+        """The batch's stored part, as it is (no teacher runs)."""
+        return stored
 
 
 class SampledTeacher(OfflineTeacher):
@@ -156,6 +139,7 @@ class SampledTeacher(OfflineTeacher):
     sparse distribution their counts make (each distinct id with count / n, nothing in the tail). It
     estimates forward KL at temperature 1 only: other divergences of an empirical distribution are biased."""
 
+    forward_kl_only = True
     columns = (schema.TEACHER_SAMPLE_IDS, schema.TEACHER_SAMPLE_COUNTS)
     requires = schema.TEACHER_SAMPLE_COLUMNS
 
@@ -174,8 +158,8 @@ class SampledTeacher(OfflineTeacher):
         return self._check_label(row, label_column)
 
     def collate(self, rows: list[dict]) -> dict:
-        """[B, L, d] ids and log(count / n) for the most distinct ids d at any position; the rest of a position's
-        row repeats its first id with no mass (a repeated id with no mass changes no bucket, see losses)."""
+        """`Draws`: [B, L, d] ids and log(count / n) for the most distinct ids d at any position; the rest of a
+        position's row repeats its first id with no mass (a repeated id with no mass changes no bucket)."""
         lengths = _lengths(rows, schema.TEACHER_SAMPLE_IDS)
         width = int(lengths.max())
         d = max((len(ids) for r in rows for ids in r[schema.TEACHER_SAMPLE_IDS]), default=1)
@@ -189,9 +173,7 @@ class SampledTeacher(OfflineTeacher):
                 ids[i, j, : len(drawn)] = drawn
                 logprobs[i, j, : len(drawn)] = np.log(np.asarray(counts, np.float32) / self.samples)
         mask = np.arange(width) < lengths[:, None]
-        tail = np.zeros((len(rows), width), np.float32)
-        parts = {"ids": ids, "logprobs": logprobs, "tail": tail, "mask": mask}
-        return {"teacher_topk": {name: torch.from_numpy(value) for name, value in parts.items()}}
+        return {"teacher": Draws(*map(torch.from_numpy, (ids, logprobs, mask)))}
 
 
 def tokenizer_vocabulary(tokenizer: str | None) -> dict[str, int] | None:

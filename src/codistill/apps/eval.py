@@ -8,8 +8,8 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from codistill.config import CONFIG_DIR, loggable
-from codistill.errors import ConfigError, build, exit_on_config_error, require
+from codistill.config import CONFIG_DIR, build, loggable
+from codistill.errors import ConfigError, exit_on_config_error, require
 from codistill.eval.report import write_report
 from codistill.eval.samples import read_samples
 

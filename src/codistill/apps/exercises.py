@@ -8,8 +8,8 @@ import hydra
 from datasets import Dataset
 from omegaconf import DictConfig
 
-from codistill.config import CONFIG_DIR
-from codistill.errors import ConfigError, build, exit_on_config_error
+from codistill.config import CONFIG_DIR, build
+from codistill.errors import ConfigError, exit_on_config_error
 from codistill.exercises.filter import filter_exercises
 from codistill.exercises.report import diversity_report
 from codistill.exercises.topics import (

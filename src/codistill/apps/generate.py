@@ -6,9 +6,9 @@ import hydra
 from datasets import DatasetDict
 from omegaconf import DictConfig
 
-from codistill.config import CONFIG_DIR
+from codistill.config import CONFIG_DIR, build
 from codistill.data import schema
-from codistill.errors import ConfigError, build, exit_on_config_error, require
+from codistill.errors import ConfigError, exit_on_config_error, require
 from codistill.eval.metrics import fim_metrics
 from codistill.tables import print_table
 

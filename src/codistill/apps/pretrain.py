@@ -7,8 +7,8 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from codistill.config import CONFIG_DIR
-from codistill.errors import build, exit_on_config_error
+from codistill.config import CONFIG_DIR, build
+from codistill.errors import exit_on_config_error
 from codistill.tables import print_table
 
 log = logging.getLogger(__name__)

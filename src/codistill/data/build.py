@@ -86,7 +86,7 @@ def build_fim_dataset(
     assignment = assign_splits(groups, validation_size, test_size, seed)  # fails before any teacher call
     index, count = shard
     mine = [r for r in records if in_shard(content_key(r["hexsha"], r["segment_index"]), index, count)]
-    outputs = teacher.infill([r["prefix"] for r in mine], [r["suffix"] for r in mine], store)
+    outputs = teacher.middles([r["prefix"] for r in mine], [r["suffix"] for r in mine], store)
     codes, middles = [r[schema.PROMPT] for r in mine], [r[schema.MIDDLE] for r in mine]
     rationales = rationale.explain(language, codes, middles, store) if rationale else [""] * len(mine)
     scores = [None] * len(mine)

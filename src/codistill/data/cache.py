@@ -17,10 +17,11 @@ from pathlib import Path
 from datasets import DatasetDict
 from omegaconf import DictConfig, OmegaConf
 
+from codistill.config import build
 from codistill.data import schema
 from codistill.data.build import build_fim_dataset
 from codistill.distributed import barrier
-from codistill.errors import ConfigError, build
+from codistill.errors import ConfigError
 from codistill.llm.store import ResultStore
 
 log = logging.getLogger(__name__)
@@ -53,12 +54,14 @@ class DistillationSource:
     def folder(self) -> Path:
         return Path(self.data_dir) / f"{self.dataset.name}-{self.teacher.name}-{self.key()}"
 
-    def build(self, shard: tuple[int, int] = (0, 1)) -> DatasetDict | None:
+    def build(self, shard: tuple[int, int] = (0, 1), load_teacher=None) -> DatasetDict | None:
         """The dataset; with shard (i, n), n > 1, only shard i is labelled and None is returned (see
-        build_fim_dataset). Shard i writes to the result store as writer i."""
+        build_fim_dataset). Shard i writes to the result store as writer i. `load_teacher` gives the run's
+        teacher (codistill.assembly.Prepared.teacher: loaded once per run); without it, `teacher` is built."""
         if not 0 <= shard[0] < shard[1]:
             raise ConfigError(f"shard.index={shard[0]} must be in [0, shard.count={shard[1]})")
-        corpus, teacher, rationale = build(self.dataset.corpus), build(self.teacher), build(self.rationale)
+        teacher = load_teacher() if load_teacher is not None else build(self.teacher)
+        corpus, rationale = build(self.dataset.corpus), build(self.rationale)
         dataset = OmegaConf.to_container(self.dataset, resolve=True)
         with ResultStore(self.store_dir, writer=str(shard[0])) as store:
             return build_fim_dataset(
@@ -79,20 +82,20 @@ class DistillationSource:
                 teacher_samples=self.teacher_samples,
             )
 
-    def cached(self, rank: int = 0, world: int = 1) -> str:
-        """The dataset's folder, built on first use. Every rank of a launch of `world` processes calls it;
-        all return once rank 0 has saved the dataset."""
+    def cached(self, rank: int = 0, world: int = 1, load_teacher=None) -> str:
+        """The dataset's folder, built on first use (`load_teacher`: as `build` says). Every rank of a launch
+        of `world` processes calls it; all return once rank 0 has saved the dataset."""
         target = self.folder()
         if (target / "dataset_dict.json").is_file():
             log.info("reusing the distillation dataset in %s", target)
             return str(target)
         if world > 1:
-            self.build(shard=(rank, world))
+            self.build((rank, world), load_teacher)
             barrier()
         if rank == 0:
             tmp = target.with_name(f".{target.name}.tmp")
             shutil.rmtree(tmp, ignore_errors=True)
-            self.build().save_to_disk(str(tmp))
+            self.build(load_teacher=load_teacher).save_to_disk(str(tmp))
             tmp.rename(target)
             log.info("saved the distillation dataset to %s", target)
         barrier()

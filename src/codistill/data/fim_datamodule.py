@@ -24,7 +24,6 @@ from codistill.data.batching import (
 )
 from codistill.data.fim import FIMTokens
 from codistill.data.formatting import LABEL_TASK, RATIONALE_TASK, encode_causal_fim, encode_fim_input
-from codistill.distributed import rank_and_world
 from codistill.errors import ConfigError
 from codistill.losses import IGNORE_INDEX
 
@@ -34,12 +33,12 @@ TEXT_COLUMNS = (schema.MIDDLE, schema.TEACHER_MIDDLE, schema.PROMPT)
 
 
 class FIMDataModule(pl.LightningDataModule):
-    """Loads a saved distillation `DatasetDict` (`dataset_dir`, or the one `source` builds: see
-    codistill.data.cache) and yields batches
+    """Loads a saved distillation `DatasetDict` (`dataset_dir`: codistill-generate's, or the one
+    codistill.assembly.prepare built or found, see codistill.data.cache) and yields batches
     `{"label": {...}, "rationale": {...}, "middle": [...], "teacher_middle": [...], "prompt": [...]}` whose model inputs
     are padded with the pad id and whose labels are padded with -100. A causal student (`fim`: its FIM
     sentinels) has the label task only, its labels -100 on the prompt; a `teacher` source adds its part
-    (`"teacher"` or `"teacher_topk"`).
+    (`"teacher"`, see codistill.losses.teacher_batch).
 
     With `group_by_length` (the default) the training batches hold examples of similar input length
     (`train_batches`, `padding_fraction`); otherwise they are random. Either way the order is fixed by
@@ -47,7 +46,7 @@ class FIMDataModule(pl.LightningDataModule):
 
     def __init__(
         self,
-        dataset_dir: str | None,
+        dataset_dir: str,
         tokenizer,
         label_source: str = "teacher",
         micro_batch_size: int = 8,
@@ -59,16 +58,13 @@ class FIMDataModule(pl.LightningDataModule):
         drop_empty_labels: bool = True,
         seed: int = 1234,
         group_by_length: bool = True,
-        source=None,
         fim: dict | None = None,
         teacher=None,
     ):
         super().__init__()
         if label_source not in schema.LABEL_COLUMNS:
             raise ConfigError(f"data.label_source={label_source!r} is not one of: {', '.join(schema.LABEL_COLUMNS)}")
-        if dataset_dir is None and source is None:
-            raise ConfigError("data.dataset_dir and data.source are both null: name a saved dataset or a source")
-        self.dataset_dir, self.source, self.tokenizer = dataset_dir, source, tokenizer
+        self.dataset_dir, self.tokenizer = dataset_dir, tokenizer
         self.label_column = schema.LABEL_COLUMNS[label_source]
         self.micro_batch_size, self.eval_batch_size, self.num_workers = micro_batch_size, eval_batch_size, num_workers
         self.max_source_length, self.max_target_length = max_source_length, max_target_length
@@ -84,8 +80,6 @@ class FIMDataModule(pl.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.splits is not None:
             return
-        if self.dataset_dir is None:  # every rank calls it: the ranks label it in shards, rank 0 saves it
-            self.dataset_dir = self.source.cached(*rank_and_world())
         raw = load_distillation_dataset(self.dataset_dir)
         if self.teacher is not None and (missing := set(self.teacher.requires) - set(raw["train"].column_names)):
             raise ConfigError(

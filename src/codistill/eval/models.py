@@ -25,6 +25,8 @@ class CausalModel:
     a middle through the model's own FIM sentinels (`fim`; None: left to right only). A teacher's config
     is also an evaluated model's (name, backend, fim, eos_token)."""
 
+    role, setting = "model", "eval_model"  # what errors call it, and the config node that sets it
+
     def __init__(
         self, name: str, backend, fim: dict | None = None, eos_token: str = "<|endoftext|>", output_rationale=False
     ):
@@ -33,13 +35,21 @@ class CausalModel:
                 f"model {name} is a causal LM without a rationale task: drop eval_model.output_rationale, "
                 "or evaluate a step-by-step seq2seq student (eval_model=student)"
             )
-        self.name, self.backend = name, backend
+        self.name, self.backend, self.eos_token = name, backend, eos_token
         self.fim = FIMTokens(**fim) if fim else None
         self.sentinels = (eos_token, *((self.fim.prefix, self.fim.suffix, self.fim.middle) if self.fim else ()))
-        if backend.tokenizer is not None:
+        if backend.tokenizer is not None:  # a served model's tokenizer may be unknown
             stop_ids(
-                backend.tokenizer, list(self.sentinels), f"model {name}", "set eval_model.fim / eval_model.eos_token"
+                backend.tokenizer,
+                list(self.sentinels),
+                f"{self.role} {name}",
+                f"set {self.setting}.fim / {self.setting}.eos_token to the model's own FIM sentinels (santacoder: "
+                "<fim-prefix>, starcoder: <fim_prefix>)",
             )
+
+    @property
+    def tokenizer(self):
+        return self.backend.tokenizer
 
     def complete(self, prompts: list[str], sampling: Sampling, stops: tuple[str, ...] = ()) -> list[list[str]]:
         return self._texts(self.backend.sample(prompts, sampling, (*self.sentinels, *stops), desc=self.name))

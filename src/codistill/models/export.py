@@ -5,13 +5,17 @@ import json
 import tempfile
 from pathlib import Path
 
+from omegaconf import OmegaConf
 from pytorch_lightning.loggers import WandbLogger
 from pytorch_lightning.strategies import DeepSpeedStrategy
 from pytorch_lightning.utilities.deepspeed import convert_zero_checkpoint_to_fp32_state_dict
 from transformers import PreTrainedModel
 
+from codistill.config import build
+from codistill.eval.report import write_report
 from codistill.eval.standings import gap_closed
 from codistill.generation import resolve_device
+from codistill.models.card import write_model_card
 from codistill.tables import markdown_table, print_table, transposed
 
 MODEL_PREFIX = "model."  # the LightningModule attribute that holds the Hugging Face model
@@ -54,6 +58,32 @@ def export_student(
             artifact.add_dir(str(folder))
             logger.experiment.log_artifact(artifact)
     return model
+
+
+def final_checkpoint(trainer, output_dir: str) -> str:
+    """With no checkpoint to export from, DeepSpeed saves one now (every rank writes its shards: under
+    ZeRO-3 no rank holds the whole model); other strategies export the module as it is."""
+    if not isinstance(trainer.strategy, DeepSpeedStrategy):
+        return ""
+    folder = str(Path(output_dir) / "checkpoints" / "final.ckpt")
+    trainer.save_checkpoint(folder)
+    return folder
+
+
+def export_and_score(cfg, module, tokenizer, trainer, checkpoint: str, metrics: dict) -> dict:
+    """Rank 0's part after fitting: the model card, the student saved to <output_dir>/student, and the
+    `after_training` tasks run on it the way its module says it is evaluated (report in <output_dir>/eval).
+    Returns the summary's entries for them."""
+    out = Path(cfg.paths.output_dir)
+    log_model = bool(OmegaConf.select(cfg, "logger.wandb.log_model", default=False))
+    write_model_card(out / "student", cfg, metrics)  # first, so a logged model artifact carries it
+    model = export_student(module, tokenizer, checkpoint, trainer, out / "student", log_model, metrics)
+    scores = {}
+    if cfg.get("after_training"):
+        scored, sandbox = module.as_evaluated(on_evaluation_device(model)), build(cfg.sandbox)
+        results = [build(task).run(scored, sandbox) for task in cfg.after_training.values()]
+        scores = write_report(out / "eval", results, "student after training")
+    return {"student": str(out / "student"), "after_training": scores, "checkpoint": checkpoint}
 
 
 def write_summary(out: Path, metrics: dict, predictions: list[dict], standings: dict | None = None, **extra) -> None:

@@ -29,8 +29,9 @@ import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 from transformers import get_cosine_schedule_with_warmup
 
+from codistill.config import build
 from codistill.data.splits import assign_splits, file_id, group_of
-from codistill.errors import ConfigError, build
+from codistill.errors import ConfigError
 from codistill.eval.metrics import utf8_bytes
 from codistill.generation import resolve_device
 from codistill.models.tiny import SANTACODER_SPECIAL, byte_level_bpe, cached_folder, save_gpt_bigcode

@@ -1,0 +1,45 @@
+"""Distillation losses: divergences as functions on tensors (`divergences`), where the targets are and how
+the two sides pair (`targets`), the chunked torch path (`chunked`) and liger-kernel's fused one (`fused`), the
+teacher's part of a batch (`teacher_batch`), and `DistillationLoss`, the one way in (`distillation`)."""
+
+from codistill.losses.chunked import label_and_divergence, sequence_nll
+from codistill.losses.distillation import KERNELS, DistillationLoss
+from codistill.losses.divergences import (
+    DIVERGENCES,
+    EMPTY,
+    TOKEN_WISE,
+    TeacherDistribution,
+    divergence_per_row,
+    forward_kl,
+    generalized_jsd,
+    reverse_kl,
+)
+from codistill.losses.fused import Projection, liger_installed
+from codistill.losses.targets import IGNORE_INDEX, aligned, target_mask
+from codistill.losses.teacher_batch import Dense, Draws, Projected, TeacherBatch, TeacherTokens, TopK
+
+__all__ = [
+    "DIVERGENCES",
+    "EMPTY",
+    "IGNORE_INDEX",
+    "KERNELS",
+    "TOKEN_WISE",
+    "Dense",
+    "DistillationLoss",
+    "Draws",
+    "Projected",
+    "Projection",
+    "TeacherBatch",
+    "TeacherDistribution",
+    "TeacherTokens",
+    "TopK",
+    "aligned",
+    "divergence_per_row",
+    "forward_kl",
+    "generalized_jsd",
+    "label_and_divergence",
+    "liger_installed",
+    "reverse_kl",
+    "sequence_nll",
+    "target_mask",
+]

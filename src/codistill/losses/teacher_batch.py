@@ -1,0 +1,73 @@
+"""The teacher's part of a batch: one typed form per teacher source, built by the datamodule's collate
+(`codistill.teacher_logits`) and handed whole to `DistillationLoss`.
+
+Every form has `mask` [B, L]: which of the teacher's positions predict the label's targets, in order
+(`codistill.losses.targets.aligned` pairs them with the student's). `rows(index)` gives the distribution at
+the flat positions `index`.
+
+- `TeacherTokens` (online): the teacher's own tokens of each row; the teacher's model turns them into
+  `Dense` logits, or `Projected` hidden states for the fused kernels, in the training step;
+- `TopK` (offline): the k most likely ids [B, L, k] and their log-probabilities, and the mass outside them;
+- `Draws` (sampled): the distinct ids of n draws [B, L, d] and log(count / n); the draws are the whole
+  distribution (no tail). A row shorter than d repeats its first id with no mass (log-probability `EMPTY`),
+  which changes no bucket.
+"""
+
+from dataclasses import dataclass
+
+import torch
+
+from codistill.losses.chunked import rows_of
+from codistill.losses.divergences import TeacherDistribution
+from codistill.losses.fused import Projection
+from codistill.losses.targets import target_mask
+
+
+@dataclass
+class TeacherTokens:
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    labels: torch.Tensor  # the teacher's tokens of the targets, -100 elsewhere (unshifted, as a causal LM's)
+
+    @property
+    def mask(self) -> torch.Tensor:
+        return target_mask(self.labels, shift=True)[0]
+
+
+@dataclass
+class Dense:
+    logits: torch.Tensor
+    mask: torch.Tensor
+
+    def rows(self, index: torch.Tensor) -> TeacherDistribution:
+        return rows_of(TeacherDistribution(logits=self.logits), index)
+
+
+@dataclass
+class Projected(Projection):
+    mask: torch.Tensor
+
+
+@dataclass
+class TopK:
+    ids: torch.Tensor
+    logprobs: torch.Tensor
+    tail: torch.Tensor
+    mask: torch.Tensor
+
+    def rows(self, index: torch.Tensor) -> TeacherDistribution:
+        return rows_of(TeacherDistribution(ids=self.ids, logprobs=self.logprobs, tail=self.tail), index)
+
+
+@dataclass
+class Draws:
+    ids: torch.Tensor
+    logprobs: torch.Tensor
+    mask: torch.Tensor
+
+    def rows(self, index: torch.Tensor) -> TeacherDistribution:
+        tail = torch.zeros(self.ids.shape[:-1], dtype=self.logprobs.dtype, device=self.ids.device)
+        return rows_of(TeacherDistribution(ids=self.ids, logprobs=self.logprobs, tail=tail), index)
+
+
+TeacherBatch = Dense | Projected | TopK | Draws

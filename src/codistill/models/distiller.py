@@ -1,0 +1,88 @@
+"""`Distiller`: the training step every student shares. The loss (codistill.losses.DistillationLoss) gets the
+student's label output and, when it reads the teacher, the batch's teacher part as its source
+(codistill.teacher_logits) hands it over; the recipes (`models/fim.py`, `models/causal.py`) supply their
+inputs, targets, validation and schedule."""
+
+import pytorch_lightning as pl
+import torch
+
+from codistill.distributed import zero3
+from codistill.losses import DistillationLoss, Projection
+from codistill.models.optim import build_optimizer
+
+
+class Distiller(pl.LightningModule):
+    """`model` learns from `loss`; `teacher` (a teacher source, or None) is a plain attribute: never
+    trained, wrapped by DDP/DeepSpeed or checkpointed. Whether steps take the fused kernels is decided once,
+    by the loss, when fitting or validating starts (`fused`)."""
+
+    causal: bool  # the student predicts the next token (its targets are shifted)
+
+    def __init__(self, model, tokenizer, optimizer, loss: DistillationLoss | None = None, teacher=None):
+        super().__init__()
+        self.model, self.tokenizer, self.optimizer_factory = model, tokenizer, optimizer
+        self.loss, self.teacher = loss or DistillationLoss(), teacher
+        self.fused = False
+        self.model.train()  # from_pretrained returns eval mode; Lightning keeps submodule modes as found
+
+    # what a recipe supplies
+    def label_inputs(self, batch: dict) -> dict[str, torch.Tensor]:
+        """The student's `input_ids`, `attention_mask` and `labels` (-100: no target) for the label task."""
+        raise NotImplementedError
+
+    def teacher_part(self, batch: dict):
+        """The batch's teacher part, as its source collated it."""
+        return batch["teacher"]
+
+    def rationale_loss(self, batch: dict) -> torch.Tensor | None:
+        return None
+
+    def batch_size(self, batch: dict) -> int:
+        return len(self.label_inputs(batch)["input_ids"])
+
+    def schedule(self, optimizer, total_steps: int):
+        raise NotImplementedError
+
+    # the common step
+    def on_fit_start(self) -> None:
+        if self.teacher is not None:
+            self.teacher.to(self.device)
+        whole_head = self.causal and not (self._trainer is not None and zero3(self._trainer.strategy))
+        self.fused = self.loss.needs_teacher and self.loss.fused(self.device, self.teacher, whole_head)
+
+    def on_validation_start(self) -> None:
+        self.on_fit_start()
+
+    def logits(self, inputs: dict) -> torch.Tensor:
+        """The student's logits, without the model's own loss (ours reads the logits once, in chunks)."""
+        if self.causal:
+            return self.model(input_ids=inputs["input_ids"], attention_mask=inputs.get("attention_mask")).logits
+        decoder_input_ids = self.model.prepare_decoder_input_ids_from_labels(labels=inputs["labels"])
+        return self.model(
+            input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], decoder_input_ids=decoder_input_ids
+        ).logits
+
+    def losses(self, batch: dict) -> dict[str, torch.Tensor]:
+        """The loss's parts on `batch`; a batch the student sampled itself says `on_policy` (GKD)."""
+        inputs = self.label_inputs(batch)
+        if self.fused:
+            student = Projection.of(self.model, inputs["input_ids"], inputs.get("attention_mask"))
+        else:
+            student = self.logits(inputs)
+        teacher = self.teacher.teacher_batch(self.teacher_part(batch), self.fused) if self.loss.needs_teacher else None
+        rationale = self.rationale_loss(batch) if self.loss.uses_rationale else None
+        on_policy = batch.get("on_policy", False)
+        labels = inputs["labels"]
+        return self.loss(student, labels, teacher, shift=self.causal, rationale_loss=rationale, on_policy=on_policy)
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        losses = self.losses(batch)
+        self.log_dict({f"train/{k}": v for k, v in losses.items()}, prog_bar=True, batch_size=self.batch_size(batch))
+        return losses["loss"]
+
+    def configure_optimizers(self):
+        optimizer = build_optimizer(
+            self.optimizer_factory, [p for p in self.parameters() if p.requires_grad], self.trainer.strategy
+        )
+        schedule = self.schedule(optimizer, self.trainer.estimated_stepping_batches)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
