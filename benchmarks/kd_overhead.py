@@ -19,6 +19,7 @@ Throughput is target tokens (the middles and their end-of-text) per second over 
 label_only in the same run. Storage is the Arrow bytes of the three distribution columns per stored token.
 
     python benchmarks/kd_overhead.py [--steps 40] [--repeats 3] [--top-k 8 32 128] [--samples 64] [--threads 1]
+    python benchmarks/kd_overhead.py --quick   # every arm for a few steps (tests/test_benchmarks.py)
 """
 
 import argparse
@@ -94,14 +95,19 @@ def main() -> None:
     parser.add_argument("--teacher-layers", type=int, default=6)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    parser.add_argument("--quick", action="store_true", help="a few steps of tiny models: that every arm runs")
     args = parser.parse_args()
+    if args.quick:
+        args.steps, args.warmup_steps, args.repeats, args.top_k, args.samples = 3, 1, 1, [8], [8]
+        args.student_dim = args.teacher_dim = 64
+        args.student_layers = args.teacher_layers = 2
     if args.threads:
         torch.set_num_threads(args.threads)
     tmp = Path(tempfile.mkdtemp(prefix="kd-overhead-"))
     cache = str(tmp / "cache")
     student_dir = tiny_gpt_bigcode(cache, n_embd=args.student_dim, n_layer=args.student_layers, seed=1)
     teacher = [
-        "teacher.backend.name_or_path._target_=codistill.models.tiny.tiny_gpt_bigcode",
+        "teacher=tiny_gpt_bigcode",
         f"teacher.backend.name_or_path.n_embd={args.teacher_dim}",
         f"teacher.backend.name_or_path.n_layer={args.teacher_layers}",
         f"data.micro_batch_size={args.batch_size}",

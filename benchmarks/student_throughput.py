@@ -22,6 +22,7 @@ accelerate`). On a small machine shared with other processes, torch's threads wa
 vary by 2x and more: run it on an idle machine, or pin `--threads 1`, which varies far less.
 
     python benchmarks/student_throughput.py [--batch-size 8] [--steps 60] [--warmup-steps 5] [--repeats 3]
+    python benchmarks/student_throughput.py --quick --cache-dir DIR   # both paths, a few steps (tests)
 """
 
 import argparse
@@ -59,20 +60,38 @@ IGNORE_INDEX = -100
 
 
 class FedCounter:
-    """Wraps a model's `forward` to count the real and the padded positions of the inputs and labels it gets."""
+    """Counts the real and the padded positions of the inputs and labels each training step feeds the model:
+    at its `forward` (the HF Trainer passes `labels`), or at the module's loss (codistill's module reads the
+    logits and passes the decoder its shifted labels instead)."""
 
-    def __init__(self, model):
+    def __init__(self):
         self.tokens = self.positions = 0
+
+    def add(self, mask, labels) -> None:
+        self.tokens += int(mask.sum()) + int((labels != IGNORE_INDEX).sum())
+        self.positions += mask.numel() + labels.numel()
+
+    def model(self, model) -> "FedCounter":
         forward = model.forward
 
         @functools.wraps(forward)  # keeps the signature the HF Trainer inspects
         def counted(*args, **kwargs):
-            mask, labels = kwargs["attention_mask"], kwargs["labels"]
-            self.tokens += int(mask.sum()) + int((labels != IGNORE_INDEX).sum())
-            self.positions += mask.numel() + labels.numel()
+            self.add(kwargs["attention_mask"], kwargs["labels"])
             return forward(*args, **kwargs)
 
         model.forward = counted
+        return self
+
+    def module(self, module) -> "FedCounter":
+        losses = module.losses
+
+        def counted(batch):
+            inputs = module.label_inputs(batch)
+            self.add(inputs["attention_mask"], inputs["labels"])
+            return losses(batch)
+
+        module.losses = counted
+        return self
 
 
 class Window:
@@ -117,7 +136,7 @@ def lightning_run(cfg, args) -> dict:
     fitted by a bare trainer (the run's own validates, logs and checkpoints)."""
     pl.seed_everything(args.seed, verbose=False)
     parts = assemble(prepare(cfg))
-    window = Window(FedCounter(parts.student.model), args.warmup_steps, args.warmup_steps + args.steps)
+    window = Window(FedCounter().module(parts.module), args.warmup_steps, args.warmup_steps + args.steps)
     trainer = pl.Trainer(
         accelerator="cpu",
         devices=1,
@@ -138,7 +157,7 @@ def lightning_run(cfg, args) -> dict:
 
 def hf_run(student_dir: str, features, args) -> dict:
     student = load_student(student_dir)
-    window = Window(FedCounter(student.model), args.warmup_steps, args.warmup_steps + args.steps)
+    window = Window(FedCounter().model(student.model), args.warmup_steps, args.warmup_steps + args.steps)
     with tempfile.TemporaryDirectory() as out:
         training_args = Seq2SeqTrainingArguments(
             output_dir=out,
@@ -184,7 +203,10 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=3e-3, help="AdamW's learning rate (the embedded default's)")
     parser.add_argument("--threads", type=int, default=None, help="torch's intra-op threads (default: torch's own)")
     parser.add_argument("--cache-dir", default=".cache/codistill", help="tiny models and the dataset, built once")
+    parser.add_argument("--quick", action="store_true", help="one run of each path, a few steps: that both run")
     args = parser.parse_args()
+    if args.quick:
+        args.steps, args.warmup_steps, args.repeats = 3, 1, 1
     if importlib.util.find_spec("accelerate") is None:
         parser.error("transformers' Trainer needs accelerate: pip install accelerate")
     if args.warmup_steps < 1:
@@ -199,6 +221,8 @@ def main() -> None:
     cache = Path(args.cache_dir).resolve()
     overrides = ["student=tiny_t5", "loss=label_only", "~control", f"data.micro_batch_size={args.batch_size}"]
     overrides += [f"model.optimizer.lr={args.lr}", "model.optimizer.weight_decay=0", "model.warmup_steps=0"]
+    if args.quick:  # the tiny random teacher labels in seconds; the default's pretrains for minutes
+        overrides += ["teacher=tiny_gpt_bigcode"]
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         cfg = compose(config_name="train", overrides=overrides)
     with open_dict(cfg):

@@ -18,3 +18,24 @@ def test_the_pretraining_step_benchmark_runs_every_arm():
     rows = {line.split("│")[1].strip(): line for line in done.stdout.splitlines() if line.count("│") == 5}
     assert {"sdpa fp32", "sdpa bf16", "eager fp32", "eager bf16"} <= set(rows)
     assert rows["sdpa fp32"].split("│")[4].strip() == "1.0000"  # the baseline's ratio to itself
+
+
+def quick(script: str, *args: str) -> str:
+    done = subprocess.run(
+        [sys.executable, str(BENCHMARKS / script), "--quick", *args], capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout
+
+
+def test_the_kd_overhead_benchmark_steps_every_teacher_source_through_the_assembled_module():
+    out = quick("kd_overhead.py", "--threads", "1")
+    header = next(line for line in out.splitlines() if "label_only" in line)
+    assert all(arm in header for arm in ("offline top-8", "sampled n=8", "online (dense)"))
+    ratios = next(line for line in out.splitlines() if "vs label_only" in line)
+    assert ratios.split("│")[2].strip() == "1.0000"  # the baseline's ratio to itself
+
+
+def test_the_student_throughput_benchmark_runs_both_paths(tmp_path):
+    out = quick("student_throughput.py", "--threads", "1", "--cache-dir", str(tmp_path))
+    assert "| lightning (codistill)" in out and "| hf Seq2SeqTrainer" in out and "ratio lightning / hf" in out

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 from omegaconf import open_dict
-from transformers import AutoTokenizer
+from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from codistill.apps.generate import generate
 from codistill.apps.train import train
@@ -206,6 +206,26 @@ def test_causal_fim_examples_put_the_loss_on_the_middle_and_its_end(tiny_teacher
     assert targets == tok("y = 2", add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
     _, cut = encode_causal_fim(tok, fim, tok.eos_token_id, "a", "b", "y = 2 + 3 + 4 + 5", 64, 3)
     assert [label for label in cut if label != IGNORE_INDEX] == tok("y = 2 + 3 + 4 + 5")["input_ids"][:3]  # no eos
+
+
+def test_a_run_loads_its_teacher_once_for_labelling_online_kd_its_control_and_the_standings(
+    tmp_path, cache_dir, tiny_teacher_dir, monkeypatch
+):
+    """A fresh dataset (the teacher labels it), an online KD loss, a control arm and the standings table: one
+    teacher load in all, shared by every stage."""
+    loads, from_pretrained = [], AutoModelForCausalLM.from_pretrained
+
+    def counted(name_or_path, *args, **kwargs):
+        loads.append(str(name_or_path))
+        return from_pretrained(name_or_path, *args, **kwargs)
+
+    monkeypatch.setattr(AutoModelForCausalLM, "from_pretrained", counted)
+    overrides = ["debug=fdr", *CAUSAL, "loss=forward_kl", ONLINE, "control=label_only"]
+    train(compose_config("train", tmp_path, cache_dir, overrides))
+    summary = json.loads(Path(tmp_path, "out", "metrics.json").read_text())
+    assert "bits_per_byte" in summary["standings"]["teacher"] and summary["control"]  # every stage ran
+    assert loads.count(str(tiny_teacher_dir)) == 1
+    assert len(loads) == 3  # and the student twice: once per arm
 
 
 def online_parts(shared, cache_dir):
