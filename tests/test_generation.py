@@ -145,3 +145,29 @@ def test_openai_without_a_key_names_the_fix(monkeypatch):
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     with pytest.raises(ConfigError, match="OPENAI_API_KEY"):
         LLMClient("gpt-test")
+
+
+def test_draws_are_seeded_per_pair_independent_across_pairs_and_the_same_on_every_call(tiny_teacher_dir):
+    """Two continuations after one prompt share the distribution at their first position: seeded alike, their
+    64 draws there were the same; seeded per pair they are independent, and a pair draws the same again."""
+    backend = HFBackend.from_pretrained(tiny_teacher_dir, dtype="float32", device="cpu")
+    first, second = backend.score(["local x = "] * 2, ["1", "2"], samples=64)
+    assert first.sample_ids[0] != second.sample_ids[0] or first.sample_counts[0] != second.sample_counts[0]
+    assert backend.score(["local x = "], ["1"], samples=64)[0] == first
+
+
+def test_a_stop_string_ends_generation_inside_generate_not_at_the_token_budget(tiny_teacher_dir):
+    """HumanEval's stops ("\\ndef", ...) are strings, not tokens: the batch decoded all `max_new_tokens` and cut
+    after. Now a row stops once its text holds one: the model runs a step or two past the stop, no more."""
+    backend = HFBackend.from_pretrained(tiny_teacher_dir, dtype="float32", device="cpu", max_new_tokens=48)
+    free = backend.generate(["local x = "])[0].text  # no stop: the whole budget
+    ids = backend.tokenizer(free, add_special_tokens=False)["input_ids"]
+    vocab = backend.tokenizer.get_vocab()
+    at = len(ids) // 3
+    stop = backend.tokenizer.decode(ids[at : at + 2])
+    assert stop not in vocab and len(ids) > 24  # a text stop, reached a third of the way in
+    steps, forward = [], backend.model.forward
+    backend.model.forward = lambda *a, **k: steps.append(1) or forward(*a, **k)
+    stopped = backend.generate(["local x = "], stops=(stop,))[0]
+    assert stop not in stopped.text and free.startswith(stopped.text)
+    assert len(steps) <= at + 3 < 48

@@ -20,13 +20,15 @@ from codistill.apps.train import train
 from codistill.config import CONFIG_DIR
 from codistill.errors import ConfigError
 from codistill.generation import resolve_device
-from codistill.losses import DistillationLoss
+from codistill.losses import IGNORE_INDEX, DistillationLoss
 from codistill.models.accumulation import accumulation_steps
 from codistill.models.export import on_evaluation_device
 from codistill.models.fim import FIMDistiller
-from codistill.models.loading import load_student
+from codistill.models.loading import load_causal_student, load_student
 from codistill.models.optim import build_optimizer, offloads_optimizer
 from conftest import TINY_TEACHER, compose_config, free_port
+
+FIM = {"prefix": "<fim-prefix>", "suffix": "<fim-suffix>", "middle": "<fim-middle>"}
 
 
 @pytest.fixture
@@ -108,9 +110,23 @@ def test_the_offload_optimizer_is_deepspeeds_cpu_adam_and_steps_like_adamw():
     assert torch.allclose(ours, reference, atol=1e-5)
 
 
-def test_zero3_validation_generates_with_every_rank(tiny_student_dir):
-    student = load_student(tiny_student_dir)
-    module = FIMDistiller(student.model, student.tokenizer, DistillationLoss(), optimizer=None, max_new_tokens=4)
+@pytest.mark.parametrize("student", ["seq2seq", "causal validation", "causal on-policy"])
+def test_zero3_generation_steps_every_rank(tiny_student_dir, tiny_teacher_dir, student):
+    """Under ZeRO-3 every forward pass is collective: a rank whose middles end early must keep stepping
+    (`synced_gpus`) or the others wait until the collective timeout. The causal student's validation and
+    GKD sampling passed nothing."""
+    if student == "seq2seq":
+        loaded = load_student(tiny_student_dir)
+        inputs = loaded.tokenizer(["x = 1\n"], return_tensors="pt")
+        inputs["labels"] = inputs["input_ids"]
+    else:
+        loaded = load_causal_student(tiny_teacher_dir, fim=FIM)
+        ids = loaded.tokenizer("<fim-prefix>x = 1\n<fim-suffix>\n<fim-middle>y", return_tensors="pt")["input_ids"]
+        labels = torch.full_like(ids, IGNORE_INDEX)
+        labels[0, -1] = ids[0, -1]
+        inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": labels}
+    loss = DistillationLoss("forward_kl", lmbda=1.0) if student.endswith("on-policy") else DistillationLoss()
+    module = FIMDistiller(loaded.model, loaded.tokenizer, loss, optimizer=None, max_new_tokens=4, fim=loaded.fim)
     seen = {}
     generate = module.model.generate
 
@@ -119,12 +135,14 @@ def test_zero3_validation_generates_with_every_rank(tiny_student_dir):
         return generate(**{k: v for k, v in kwargs.items() if k != "synced_gpus"})
 
     module.model.generate = recording
-    inputs = student.tokenizer(["x = 1\n"], return_tensors="pt")
     for stage, world, synced in [(3, 2, True), (3, 1, False), (2, 2, False)]:
         strategy = DeepSpeedStrategy(stage=stage, cluster_environment=LightningEnvironment())
         strategy.cluster_environment.set_world_size(world)
         module._trainer = SimpleNamespace(strategy=strategy)
-        module.generate(inputs)
+        if student.endswith("on-policy"):
+            module.on_policy({"label": inputs})
+        else:
+            module.generate(inputs)
         assert seen["synced_gpus"] is synced, (stage, world)
 
 

@@ -288,3 +288,19 @@ def test_sampled_forward_kl_has_the_dense_gradient_in_expectation_and_top_k_does
         mean += gradient(empirical) / trials
     torch.testing.assert_close(mean, dense, atol=0.02, rtol=0)
     assert (gradient(sparse(teacher_logits, 2)) - dense).abs().max() > 0.05  # top-2 with its tail: biased
+
+
+@pytest.mark.parametrize("divergence", ["forward_kl", "reverse_kl", "jsd"])
+def test_a_student_head_padded_past_the_teachers_tokens_gets_no_teacher_mass_there(divergence):
+    """flan-t5's head has 28 rows past its tokenizer: the teacher puts nothing there. Forward KL is then the
+    divergence over the teacher's tokens alone; every divergence charges the student for mass it puts there."""
+    s, t = torch.randn(4, 12, dtype=torch.float64), torch.randn(4, 10, dtype=torch.float64)
+    value = per_row(s, DENSE(logits=t), divergence)
+    if divergence == "forward_kl":
+        padded = torch.cat([t, torch.full((4, 2), -1e30, dtype=torch.float64)], -1)
+        torch.testing.assert_close(value, per_row(s, DENSE(logits=padded), divergence))
+    more_on_padding = s.clone()
+    more_on_padding[:, 10:] += 3.0
+    assert (per_row(more_on_padding, DENSE(logits=t), divergence) > value).all()
+    with pytest.raises(ValueError, match="need the teacher's tokens to be the student's"):
+        per_row(t, DENSE(logits=s), divergence)

@@ -17,6 +17,7 @@ from pytorch_lightning.utilities.rank_zero import rank_zero_only
 from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM
 
 from codistill.apps.train import train
+from codistill.assembly import assemble, prepare
 from codistill.losses import DistillationLoss
 from codistill.models.causal import CausalDistiller
 from codistill.models.export import trained_model
@@ -243,3 +244,74 @@ def test_a_zero_checkpoint_folder_exports_a_plain_student(
     assert all(torch.equal(reloaded.state_dict()[k], v) for k, v in trained.items())
     if kind == "seq2seq":
         assert not torch.equal(trained["lm_head.weight"], trained["shared.weight"])  # flan-t5's own head survives
+
+
+class CrashAfter(pl.Callback):
+    """A crash after optimizer step `step`, mid-epoch; records the optimizer's state at every step before."""
+
+    def __init__(self, step: int):
+        self.step, self.states = step, {}
+
+    def on_train_batch_end(self, trainer, pl_module, *args) -> None:
+        optimizer = trainer.optimizers[0]
+        self.states[trainer.global_step] = [state["exp_avg"].clone() for state in optimizer.state.values()]
+        if trainer.global_step == self.step:
+            raise RuntimeError("killed mid-epoch")
+
+
+class Restored(pl.Callback):
+    """What a resumed fit starts from: its step, schedule and optimizer state."""
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        optimizer, schedule = trainer.optimizers[0], trainer.lr_scheduler_configs[0].scheduler
+        self.step, self.schedule_step = trainer.global_step, schedule.last_epoch
+        self.exp_avg = [state["exp_avg"].clone() for state in optimizer.state.values()]
+
+
+def test_a_run_killed_mid_epoch_resumes_from_its_step_checkpoint_with_optimizer_schedule_and_step(tmp_path, cache_dir):
+    """`checkpoint_every_n_steps` writes last.ckpt within an epoch: a crash at step 5 of a 13-step epoch resumes
+    from step 4, not from the start."""
+    overrides = ["checkpoint_every_n_steps=4", "trainer.max_epochs=2", "trainer.check_val_every_n_epoch=10"]
+    cfg = compose_config("train", tmp_path, cache_dir, overrides)
+    parts = assemble(prepare(cfg))
+    crash = CrashAfter(5)
+    parts.trainer.callbacks.append(crash)
+    with pytest.raises(RuntimeError, match="killed mid-epoch"):
+        parts.trainer.fit(parts.module, datamodule=parts.datamodule)
+    last = Path(cfg.paths.output_dir, "checkpoints", "last.ckpt")
+    assert torch.load(last, weights_only=False)["global_step"] == 4
+    resumed, restored = assemble(prepare(cfg)), Restored()
+    resumed.trainer.callbacks.append(restored)
+    resumed.trainer.fit(resumed.module, datamodule=resumed.datamodule, ckpt_path=str(last))
+    assert restored.step == 4 and restored.schedule_step == 4
+    for mine, saved in zip(restored.exp_avg, crash.states[4], strict=True):
+        torch.testing.assert_close(mine, saved)
+    assert resumed.trainer.global_step > 4
+
+
+@pytest.mark.parametrize("student", ["student=tiny_gpt_bigcode", "student=tiny_t5"])
+def test_gradient_checkpointing_changes_memory_not_the_gradients(tmp_path, cache_dir, student):
+    """`model.gradient_checkpointing=true` recomputes activations in the backward pass: same loss, same
+    gradients, in both recipes' students."""
+
+    def assembled(switch: bool):
+        overrides = [student, "loss=label_only", f"model.gradient_checkpointing={switch}"]
+        return assemble(prepare(compose_config("train", tmp_path, cache_dir, overrides)))
+
+    assert assembled(True).module.model.is_gradient_checkpointing
+    parts = assembled(False)
+    module = parts.module
+    assert not module.model.is_gradient_checkpointing
+    parts.datamodule.setup()
+    batch = next(iter(parts.datamodule.train_dataloader()))
+    grads = []
+    for switch in (False, True):
+        if switch:
+            module.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        module.model.zero_grad()
+        torch.manual_seed(0)  # the same dropout masks (the recomputation replays the RNG state)
+        module.losses(batch)["loss"].backward()
+        grads.append([p.grad.clone() for p in module.model.parameters() if p.grad is not None])
+    assert grads[1] and len(grads[0]) == len(grads[1])
+    for off, on in zip(*grads, strict=True):
+        torch.testing.assert_close(on, off)

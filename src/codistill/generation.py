@@ -4,7 +4,7 @@ import os
 from dataclasses import dataclass
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoModelForCausalLM, AutoTokenizer, StoppingCriteria, StoppingCriteriaList
 
 from codistill.errors import ConfigError
 from codistill.progress import tqdm
@@ -61,6 +61,20 @@ class Sampling:
         return {"do_sample": True, "temperature": self.temperature, "top_p": self.top_p, "num_return_sequences": self.n}
 
 
+class StopStrings(StoppingCriteria):
+    """Ends each row once its generated text holds a stop string (HumanEval's "\ndef", ...), inside
+    `generate`, so a batch stops when every row has stopped and not at `max_new_tokens`. Each step decodes only
+    a row's newest tokens (enough to hold the longest stop), so the check costs the same at any length."""
+
+    def __init__(self, decode, stops: tuple[str, ...], start: int):
+        self.decode, self.stops, self.start = decode, stops, start  # `start`: where generated tokens begin
+        self.window = max(map(len, stops)) + 2  # every token decodes to a character or more
+
+    def __call__(self, input_ids: torch.Tensor, scores, **kwargs) -> torch.Tensor:
+        tail = input_ids[:, max(self.start, input_ids.shape[1] - self.window) :].tolist()
+        return torch.tensor([any(s in self.decode(row) for s in self.stops) for row in tail], device=input_ids.device)
+
+
 @torch.inference_mode()
 def generate_ids(
     model,
@@ -71,8 +85,14 @@ def generate_ids(
     stop_ids: set[int],
     sampling: Sampling = Sampling(),
     desc: str = "generating",
+    stop_strings: tuple[str, ...] = (),
+    decode=None,
+    synced_gpus: bool = False,
 ) -> list[list[list[int]]]:
-    """For each input, `sampling.n` generated id lists, each cut before its first stop token.
+    """For each input, `sampling.n` generated id lists, each cut before its first stop token. With
+    `stop_strings` (and `decode`, ids -> text) a row also stops generating once its text holds one; cutting
+    the text there is the caller's (`cut_at_stop_strings`). `synced_gpus`: every rank keeps stepping until all
+    have finished (ZeRO-3, where each forward pass is collective; each rank must make as many calls).
 
     Inputs are batched longest first; decoder-only models get left padding (the new tokens follow
     the prompt), encoder-decoder models right padding.
@@ -90,12 +110,16 @@ def generate_ids(
             span = slice(width - len(inputs[i]), width) if decoder_only else slice(0, len(inputs[i]))
             input_ids[r, span] = torch.tensor(inputs[i])
             attention[r, span] = 1
+        start = width if decoder_only else 1  # the decoder's start token
+        criteria = StoppingCriteriaList([StopStrings(decode, stop_strings, start)] if stop_strings else [])
         generated = model.generate(
             input_ids=input_ids.to(device),
             attention_mask=attention.to(device),
             max_new_tokens=max_new_tokens,
             eos_token_id=sorted(stop_ids) or None,
             pad_token_id=pad_id,
+            stopping_criteria=criteria,
+            synced_gpus=synced_gpus,
             **sampling.generate_kwargs(),
         )
         generated = generated[:, width:] if decoder_only else generated[:, 1:]  # drop prompt / decoder start

@@ -69,12 +69,14 @@ class OnlineTeacher:
     @torch.no_grad()
     def teacher_batch(self, tokens: TeacherTokens, fused: bool = False) -> Dense | Projected:
         """The teacher's dense logits over its tokens, or (`fused`) its last hidden states and output
-        embeddings, for the fused kernels."""
+        embeddings, for the fused kernels; over the tokenizer's tokens only: a head padded past the tokenizer
+        (santacoder's 49,280 rows over 49,157 tokens) has rows that are no token of the student's."""
+        width = len(self.tokenizer)
         if fused:
             projection = Projection.of(self.model, tokens.input_ids, tokens.attention_mask)
-            return Projected(projection.hidden, projection.weight, tokens.mask)
+            return Projected(projection.hidden, projection.weight[:width], tokens.mask)
         logits = self.model(input_ids=tokens.input_ids, attention_mask=tokens.attention_mask).logits
-        return Dense(logits, tokens.mask)
+        return Dense(logits[..., :width], tokens.mask)
 
 
 class OfflineTeacher:

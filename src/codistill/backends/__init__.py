@@ -89,7 +89,8 @@ class Backend:
         pairs = list(zip(prompts, continuations, strict=True))
         if store is None:
             return self._score(pairs, top_k, samples)
-        setting = (top_k, samples) if samples else (top_k,)  # the keys of scores stored before sampling existed
+        # the keys of scores stored before sampling existed; draws seeded per pair (not all alike) key anew
+        setting = (top_k, samples, "seeded per pair") if samples else (top_k,)
         keys = [content_key("score", self.name, *setting, p, c) for p, c in pairs]
         missing = [(k, pair) for k, pair in dict(zip(keys, pairs, strict=True)).items() if k not in store]
         self._store_scores(missing, top_k, store, chunk_size, desc, samples)

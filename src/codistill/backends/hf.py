@@ -59,7 +59,9 @@ class HFBackend(Backend):
     @torch.inference_mode()
     def _score(self, pairs: list[tuple[str, str]], top_k: int, samples: int = 0) -> list[TokenScores]:
         """Teacher-forced forward passes, longest first, `batch_size` at a time, right-padded (padding after
-        a sequence changes nothing before it); a prompt too long for the context loses its oldest tokens."""
+        a sequence changes nothing before it); a prompt too long for the context loses its oldest tokens. The
+        distribution is over the tokenizer's tokens: a head wider than the tokenizer (santacoder's 49,280 rows
+        over 49,157 tokens, padded for speed) never puts a padding row among the top-k or the draws."""
         rows = [
             encode_pair(self.tokenizer, prompt, continuation, self.context_length) for prompt, continuation in pairs
         ]
@@ -70,10 +72,11 @@ class HFBackend(Backend):
             batch = order[start : start + self.batch_size]
             ids, mask = right_padded([rows[i][0] + rows[i][1] for i in batch], pad)
             logits = self.model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
+            logits = logits[..., : len(self.tokenizer)]  # a head padded past the tokenizer: its rows are no tokens
             for r, i in enumerate(batch):
                 p, c = rows[i]
                 logp = F.log_softmax(logits[r, len(p) - 1 : len(p) + len(c) - 1].float(), -1)
-                out[i] = token_scores(logp, c, top_k, samples)
+                out[i] = token_scores(logp, c, top_k, samples, draw_seed(*pairs[i]))
         return out
 
     def _run(self, prompts, sampling: Sampling, stops, truncate_left: bool, desc: str) -> list[list[Generation]]:
@@ -82,7 +85,18 @@ class HFBackend(Backend):
         text_stops = tuple(s for s in stops if s not in vocab)
         inputs = encode_prompts(self.model, self.tokenizer, prompts, self.max_new_tokens, truncate_left)
         pad = pad_id_of(self.tokenizer)
-        out = generate_ids(self.model, inputs, pad, self.max_new_tokens, self.batch_size, token_stops, sampling, desc)
+        out = generate_ids(
+            self.model,
+            inputs,
+            pad,
+            self.max_new_tokens,
+            self.batch_size,
+            token_stops,
+            sampling,
+            desc,
+            text_stops,
+            self.tokenizer.decode,
+        )
         return [[self._finish(ids, text_stops) for ids in samples] for samples in out]
 
     def _finish(self, ids: list[int], text_stops: tuple[str, ...]) -> Generation:
@@ -92,15 +106,22 @@ class HFBackend(Backend):
         return Generation(cut, "stop" if cut != text or len(ids) < self.max_new_tokens else LENGTH)
 
 
-def token_scores(logp: torch.Tensor, ids: list[int], top_k: int, samples: int = 0) -> TokenScores:
-    """`TokenScores` from the log-probabilities [len(ids), V] of the positions that predict `ids`. The draws
-    come from a generator seeded per continuation, so a pair scores the same in any batch, on any resume."""
+def draw_seed(prompt: str, continuation: str) -> int:
+    """The seed of a pair's draws: a function of the pair alone, so it draws the same in any batch and on any
+    resume, and different pairs draw independently (one seed for all would reuse position j's uniforms in
+    every middle, correlating the stored estimates' errors across the dataset)."""
+    return int(content_key("draws", prompt, continuation)[:15], 16)
+
+
+def token_scores(logp: torch.Tensor, ids: list[int], top_k: int, samples: int = 0, seed: int = 0) -> TokenScores:
+    """`TokenScores` from the log-probabilities [len(ids), V] of the positions that predict `ids`; the draws
+    come from a generator seeded with `seed` (`draw_seed`)."""
     chosen = logp.gather(-1, torch.tensor(ids, device=logp.device).view(-1, 1)).squeeze(-1)
     top = logp.topk(min(top_k, logp.shape[-1]), -1)
     tail = (1 - top.values.exp().sum(-1)).clamp_min(0)
     sample_ids, sample_counts = [], []
     if samples:
-        generator = torch.Generator(device=logp.device).manual_seed(0)
+        generator = torch.Generator(device=logp.device).manual_seed(seed)
         draws = torch.multinomial(logp.exp(), samples, replacement=True, generator=generator)
         for row in draws.tolist():
             common = Counter(row).most_common()

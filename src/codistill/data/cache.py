@@ -48,7 +48,7 @@ class DistillationSource:
         if self.teacher_topk:
             parts["distributions"] = {"top_k": self.teacher_topk, "of": self.label_source}
         if self.teacher_samples:
-            parts["samples"] = {"n": self.teacher_samples, "of": self.label_source}
+            parts["samples"] = {"n": self.teacher_samples, "of": self.label_source, "seeded": "per pair"}
         return hashlib.sha256(OmegaConf.to_yaml(OmegaConf.create(parts)).encode("utf-8")).hexdigest()[:12]
 
     def folder(self) -> Path:

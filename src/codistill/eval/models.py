@@ -133,6 +133,14 @@ class Seq2SeqModel:
         ]
         stop_ids = {self.tokenizer.eos_token_id}
         out = generate_ids(
-            self.model, inputs, self.tokenizer.pad_token_id, self.max_new_tokens, self.batch_size, stop_ids, sampling
+            self.model,
+            inputs,
+            self.tokenizer.pad_token_id,
+            self.max_new_tokens,
+            self.batch_size,
+            stop_ids,
+            sampling,
+            stop_strings=stops,
+            decode=self.tokenizer.decode,
         )
         return [[cut_at_stop_strings(self.tokenizer.decode(ids), stops) for ids in samples] for samples in out]

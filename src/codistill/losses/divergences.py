@@ -51,6 +51,19 @@ def wide(x: torch.Tensor) -> torch.Tensor:
     return x if x.dtype == torch.float64 else x.float()
 
 
+def as_wide_as(teacher_logits: torch.Tensor, student_logits: torch.Tensor) -> torch.Tensor:
+    """Dense teacher logits over the student's vocabulary width: a student head padded past the tokenizer
+    (flan-t5's 32,128 rows over 32,100 tokens) has rows no teacher token maps to, where the teacher puts no
+    mass (`EMPTY`). The teacher's own padding rows are cut before (codistill.teacher_logits.OnlineTeacher)."""
+    missing = student_logits.shape[-1] - teacher_logits.shape[-1]
+    if missing < 0:
+        raise ValueError(
+            f"the teacher's distribution has {teacher_logits.shape[-1]} tokens, the student's head "
+            f"{student_logits.shape[-1]}: token-wise divergences need the teacher's tokens to be the student's"
+        )
+    return F.pad(teacher_logits, (0, missing), value=EMPTY) if missing else teacher_logits
+
+
 def forward_kl(s: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     """KL(t || s) per row of log-probabilities; a bucket the teacher gives no mass contributes nothing."""
     p = t.exp()
@@ -90,7 +103,7 @@ def buckets(student_logits: torch.Tensor, teacher: TeacherDistribution, temperat
     if teacher.dense:
         return (
             F.log_softmax(wide(student_logits) / temperature, -1),
-            F.log_softmax(wide(teacher.logits) / temperature, -1),
+            F.log_softmax(wide(as_wide_as(teacher.logits, student_logits)) / temperature, -1),
         )
     s = F.log_softmax(wide(student_logits), -1)
     ids = teacher.ids.long()

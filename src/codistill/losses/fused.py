@@ -48,7 +48,9 @@ def fused_label_and_divergence(
     """`codistill.losses.chunked.label_and_divergence` for a dense teacher: the logits of both models are made a
     chunk at a time inside the kernels and their gradients folded into the hidden states and the student's
     output embeddings. `teacher_rows` are the teacher's flat positions of the targets `paired` marks. Beta 0
-    and 1 are forward and reverse KL, as in `codistill.losses.divergences`."""
+    and 1 are forward and reverse KL, as in `codistill.losses.divergences`. A student head wider than the
+    teacher's tokens is compared over those tokens (the kernel needs one width; the torch path gives the
+    padding rows no teacher mass instead)."""
     from liger_kernel.transformers import LigerFusedLinearCrossEntropyLoss, LigerFusedLinearJSD
 
     hidden = student.hidden.reshape(-1, student.hidden.shape[-1])[rows]
@@ -56,4 +58,5 @@ def fused_label_and_divergence(
     beta = {"forward_kl": 0.0, "reverse_kl": 1.0}.get(divergence, beta)
     t_hidden = teacher.hidden.reshape(-1, teacher.hidden.shape[-1])[teacher_rows]
     jsd = LigerFusedLinearJSD(jsd_beta=beta, temperature=temperature)
-    return ce, jsd(hidden[paired], student.weight, t_hidden.to(hidden.dtype), teacher.weight.to(hidden.dtype), None)
+    tokens = student.weight[: teacher.weight.shape[0]]  # a student head padded past the teacher's tokens: its rows
+    return ce, jsd(hidden[paired], tokens, t_hidden.to(hidden.dtype), teacher.weight.to(hidden.dtype), None)

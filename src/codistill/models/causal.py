@@ -30,6 +30,7 @@ class CausalDistiller(Distiller):
         warmup_ratio: float | None = None,
         loss: DistillationLoss | None = None,
         teacher=None,
+        gradient_checkpointing: bool = False,
     ):
         if warmup_steps < 0:
             raise ConfigError(f"model.warmup_steps={warmup_steps} is negative: set it to 0 or more")
@@ -38,7 +39,7 @@ class CausalDistiller(Distiller):
                 f"model.warmup_ratio={warmup_ratio} is outside [0, 1]: set it between 0 and 1, "
                 "or to null to use model.warmup_steps"
             )
-        super().__init__(model, tokenizer, optimizer, loss, teacher)
+        super().__init__(model, tokenizer, optimizer, loss, teacher, gradient_checkpointing)
         self.save_hyperparameters(ignore=["model", "tokenizer", "optimizer", "loss", "teacher"])
         self.register_buffer("tokens_seen", torch.zeros((), dtype=torch.long))  # all ranks, in checkpoints
 

@@ -40,8 +40,9 @@ class FIMDistiller(Distiller):
         bootstrap_resamples: int = 1000,
         fim: dict | None = None,
         teacher=None,
+        gradient_checkpointing: bool = False,
     ):
-        super().__init__(model, tokenizer, optimizer, loss, teacher)
+        super().__init__(model, tokenizer, optimizer, loss, teacher, gradient_checkpointing)
         self.save_hyperparameters(ignore=["model", "tokenizer", "loss", "optimizer", "teacher", "fim"])
         self.causal = not model.config.is_encoder_decoder
         self.fim = FIMTokens(**fim) if fim else None
@@ -80,19 +81,10 @@ class FIMDistiller(Distiller):
         was_training = self.model.training
         self.model.eval()
         prompts = _prompts(batch["label"])
-        samples = generate_ids(
-            self.model,
-            prompts,
-            self.tokenizer.pad_token_id,
-            self.hparams.max_new_tokens,
-            len(prompts),
-            self._stop_ids(),
-            Sampling(n=1, temperature=1.0),
-            desc="on-policy samples",
-        )
+        samples = self._causal_samples(prompts, Sampling(n=1, temperature=1.0), "on-policy samples")
         self.model.train(was_training)
         eos = self.tokenizer.eos_token_id
-        targets = [[*s[0], eos] for s in samples]
+        targets = [[*s, eos] for s in samples]
         ids, attention = right_padded([p + t for p, t in zip(prompts, targets, strict=True)], eos)
         labels, _ = right_padded(
             [[IGNORE_INDEX] * len(p) + t for p, t in zip(prompts, targets, strict=True)], IGNORE_INDEX
@@ -105,26 +97,36 @@ class FIMDistiller(Distiller):
         vocab = self.tokenizer.get_vocab()
         return {self.tokenizer.eos_token_id} | {vocab[t] for t in (self.fim.prefix, self.fim.suffix, self.fim.middle)}
 
+    def _causal_samples(self, prompts: list[list[int]], sampling: Sampling, desc: str) -> list[list[int]]:
+        """One sample per prompt from a causal student, up to its first stop token, in one `generate` call
+        per rank (every rank makes as many: under ZeRO-3 they step together, `synced_gpus`)."""
+        out = generate_ids(
+            self.model,
+            prompts,
+            self.tokenizer.pad_token_id,
+            self.hparams.max_new_tokens,
+            len(prompts),
+            self._stop_ids(),
+            sampling,
+            desc,
+            synced_gpus=self._synced(),
+        )
+        return [samples[0] for samples in out]
+
+    def _synced(self) -> bool:
+        return self._trainer is not None and generation_needs_all_ranks(self._trainer.strategy)
+
     @torch.no_grad()
     def generate(self, inputs: dict) -> list[str]:
         if self.causal:
-            out = generate_ids(
-                self.model,
-                _prompts(inputs),
-                self.tokenizer.pad_token_id,
-                self.hparams.max_new_tokens,
-                len(inputs["input_ids"]),
-                self._stop_ids(),
-                desc="validation",
-            )
-            return self.tokenizer.batch_decode([samples[0] for samples in out])
+            return self.tokenizer.batch_decode(self._causal_samples(_prompts(inputs), Sampling(), "validation"))
         ids = self.model.generate(
             input_ids=inputs["input_ids"],
             attention_mask=inputs["attention_mask"],
             max_new_tokens=self.hparams.max_new_tokens,
             do_sample=False,
             num_beams=1,
-            synced_gpus=self._trainer is not None and generation_needs_all_ranks(self._trainer.strategy),
+            synced_gpus=self._synced(),
         )
         return self.tokenizer.batch_decode(ids.tolist())
 

@@ -85,16 +85,19 @@ def tiny_gpt_bigcode(
     n_layer: int = 2,
     n_head: int = 4,
     seed: int = 0,
+    head_multiple: int = 1,
 ) -> str:
     """A GPTBigCode (santacoder's architecture, multi-query attention) with a byte-level BPE tokenizer
-    carrying santacoder's FIM and end-of-text tokens."""
+    carrying santacoder's FIM and end-of-text tokens. `head_multiple` > 1 pads the embeddings and the head
+    past the tokenizer to a multiple of it, as santacoder's are (49,280 rows over 49,157 tokens)."""
 
     def build(out: Path) -> None:
         fast = byte_level_bpe(_sample_texts(), vocab_size, n_positions)
-        save_gpt_bigcode(out, fast, n_positions, n_embd, n_layer, n_head, seed)
+        save_gpt_bigcode(out, fast, n_positions, n_embd, n_layer, n_head, seed, head_multiple)
 
+    padded = f"-h{head_multiple}" if head_multiple > 1 else ""
     return cached_folder(
-        cache_dir, f"tiny_gpt_bigcode-v{vocab_size}-p{n_positions}-d{n_embd}-l{n_layer}-s{seed}", build
+        cache_dir, f"tiny_gpt_bigcode-v{vocab_size}-p{n_positions}-d{n_embd}-l{n_layer}-s{seed}{padded}", build
     )
 
 
@@ -118,12 +121,12 @@ def gpt_bigcode_with_tokenizer(
 
 
 def save_gpt_bigcode(
-    out: Path, tokenizer, n_positions: int, n_embd: int, n_layer: int, n_head: int, seed: int
+    out: Path, tokenizer, n_positions: int, n_embd: int, n_layer: int, n_head: int, seed: int, head_multiple: int = 1
 ) -> GPTBigCodeForCausalLM:
-    """A randomly initialised GPTBigCode with multi-query attention around `tokenizer`, saved with it and
-    returned."""
+    """A randomly initialised GPTBigCode with multi-query attention around `tokenizer` (its embeddings and
+    head padded to a multiple of `head_multiple` rows), saved with it and returned."""
     config = GPTBigCodeConfig(
-        vocab_size=len(tokenizer),
+        vocab_size=-(-len(tokenizer) // head_multiple) * head_multiple,
         n_positions=n_positions,
         n_embd=n_embd,
         n_layer=n_layer,

@@ -1,0 +1,64 @@
+"""What real checkpoints do that tidy tiny models do not, reproduced by doubles that keep the quirk.
+
+santacoder's head is 49,280 rows over a 49,157-token tokenizer (padded for speed) and it has no pad token;
+the double is the tiny GPTBigCode with a 1,005-token tokenizer and a head padded to 1,024 rows."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import AutoTokenizer
+
+from codistill.apps.train import train
+from codistill.assembly import prepare
+from codistill.data import schema
+from codistill.data.fim_datamodule import load_distillation_dataset
+from codistill.models.tiny import tiny_gpt_bigcode
+from conftest import compose_config
+
+PADDED_TEACHER = [
+    "teacher=tiny_gpt_bigcode",
+    "teacher.backend.name_or_path.vocab_size=1005",
+    "teacher.backend.name_or_path.head_multiple=128",
+]
+SMALL_STUDENT = [f"student.name_or_path.{k}={v}" for k, v in (("n_embd", 64), ("n_layer", 2), ("n_head", 4))]
+
+
+def test_the_double_keeps_santacoders_padded_head_and_missing_pad_token(cache_dir):
+    folder = tiny_gpt_bigcode(str(cache_dir), vocab_size=1005, head_multiple=128)
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    config = json.loads((Path(folder) / "config.json").read_text())
+    assert len(tokenizer) == 1005 and config["vocab_size"] == 1024 and tokenizer.pad_token is None
+
+
+def test_the_santacoder_kd_experiment_distils_from_a_head_padded_past_its_tokenizer(tmp_path, cache_dir):
+    """`experiment=moonscript_santacoder_tiny_kd` as the README runs it (online forward KL into a GPTBigCode
+    built around the teacher's tokenizer), on CPU with the padded double: the teacher's 1,024 logits met the
+    student's 1,005 and stopped the run."""
+    overrides = [
+        "experiment=moonscript_santacoder_tiny_kd",
+        "dataset=moonscript_sample",
+        "trainer=cpu",
+        "debug=fdr",
+        "data.num_workers=0",
+        "data.max_source_length=512",
+        "student.name_or_path.n_positions=1024",
+        *PADDED_TEACHER,
+        *SMALL_STUDENT,
+    ]
+    train(compose_config("train", tmp_path, cache_dir, overrides))
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())["metrics"]
+    assert torch.isfinite(torch.tensor(metrics["val/kd_loss"])) and metrics["val/kd_loss"] > 0
+
+
+@pytest.mark.parametrize("source", ["teacher_logits=offline", "teacher_logits=sampled"])
+def test_stored_distributions_of_a_padded_teacher_hold_token_ids_only_and_train(tmp_path, cache_dir, source):
+    """Top-k and draws from the padded softmax stored ids the student's head does not have (an index error
+    on CPU, a device assert on a GPU): the teacher's distribution is over its tokenizer's tokens."""
+    overrides = ["debug=fdr", "student=tiny_gpt_bigcode", "loss=forward_kl", source, *PADDED_TEACHER]
+    cfg = compose_config("train", tmp_path, cache_dir, overrides)
+    data = load_distillation_dataset(prepare(cfg).dataset_dir)["train"]
+    column = schema.TEACHER_TOPK_IDS if source.endswith("offline") else schema.TEACHER_SAMPLE_IDS
+    assert max(i for row in data[column] for position in row for i in position) < 1005
+    train(cfg)
