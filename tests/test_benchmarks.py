@@ -39,3 +39,9 @@ def test_the_kd_overhead_benchmark_steps_every_teacher_source_through_the_assemb
 def test_the_student_throughput_benchmark_runs_both_paths(tmp_path):
     out = quick("student_throughput.py", "--threads", "1", "--cache-dir", str(tmp_path))
     assert "| lightning (codistill)" in out and "| hf Seq2SeqTrainer" in out and "ratio lightning / hf" in out
+
+
+def test_the_target_heads_benchmark_times_both_heads():
+    out = quick("target_heads.py", "--threads", "1")
+    rows = {line.split("│")[1].strip(): line for line in out.splitlines() if line.count("│") == 4}
+    assert {"step ms", "vs full"} <= set(rows) and rows["vs full"].split("│")[2].strip() == "1.0000"

@@ -24,7 +24,7 @@ from codistill.data.fim_datamodule import load_distillation_dataset
 from codistill.data.formatting import encode_causal_fim
 from codistill.errors import ConfigError
 from codistill.llm.store import ResultStore
-from codistill.losses import IGNORE_INDEX, Draws, Projection, TopK, target_mask
+from codistill.losses import IGNORE_INDEX, Dense, Draws, Projection, TopK, target_mask
 from codistill.teacher_logits import OfflineTeacher
 from conftest import compose_config
 from openai_server import FakeOpenAI
@@ -244,6 +244,28 @@ def test_the_online_teacher_scores_exactly_the_students_targets(shared, cache_di
     assert torch.equal(s_labels[s_mask], t_labels[t_mask])
 
 
+def test_heads_at_the_target_rows_give_the_loss_of_the_full_logits(shared, cache_dir):
+    """The student's and the online teacher's heads run only where a target is (the middle and its end); the
+    loss is the one the full [B, L, V] logits give, gradients included."""
+    parts, batch = online_parts(shared, cache_dir)
+    module, source = parts.module, parts.module.teacher
+    teacher = source.teacher_batch(batch["teacher"])
+    assert teacher.at_targets and len(teacher.logits) == int(teacher.mask.sum())
+    tokens = batch["teacher"]
+    full_teacher = source.model(input_ids=tokens.input_ids, attention_mask=tokens.attention_mask).logits
+    label = batch["label"]
+    torch.manual_seed(0)
+    rows = module.losses(batch)
+    rows_grads = torch.autograd.grad(rows["loss"], list(module.model.parameters()))
+    torch.manual_seed(0)
+    full = module.loss(module.logits(label), label["labels"], Dense(full_teacher, teacher.mask), shift=True)
+    full_grads = torch.autograd.grad(full["loss"], list(module.model.parameters()))
+    for name in ("label_loss", "kd_loss", "loss"):
+        torch.testing.assert_close(rows[name], full[name], rtol=1e-5, atol=1e-6)
+    for mine, reference in zip(rows_grads, full_grads, strict=True):
+        torch.testing.assert_close(mine, reference, rtol=1e-4, atol=1e-6)
+
+
 def test_the_fused_path_sees_what_the_logits_are_made_of(shared, cache_dir):
     """The fused kernels take hidden states and output embeddings instead of logits: their product must be
     the logits of both models, at the same positions (the kernels themselves run in tests/test_liger.py)."""
@@ -251,7 +273,8 @@ def test_the_fused_path_sees_what_the_logits_are_made_of(shared, cache_dir):
     source = parts.module.teacher
     dense, projected = source.teacher_batch(batch["teacher"]), source.teacher_batch(batch["teacher"], fused=True)
     assert torch.equal(dense.mask, projected.mask)
-    torch.testing.assert_close(projected.hidden @ projected.weight.T, dense.logits, rtol=1e-5, atol=1e-5)
+    at_targets = projected.hidden[dense.mask] @ projected.weight.T  # the dense form holds the target rows only
+    torch.testing.assert_close(at_targets, dense.logits, rtol=1e-5, atol=1e-5)
     label = batch["label"]
     model = parts.student.model.eval()
     mine = Projection.of(model, label["input_ids"], label["attention_mask"])

@@ -26,7 +26,18 @@ from codistill.data import schema
 from codistill.data.batching import right_padded
 from codistill.errors import ConfigError
 from codistill.generation import context_length, encode_pair, pad_id_of
-from codistill.losses import EMPTY, IGNORE_INDEX, Dense, Draws, Projected, Projection, TeacherTokens, TopK
+from codistill.losses import (
+    EMPTY,
+    IGNORE_INDEX,
+    Dense,
+    Draws,
+    Projected,
+    Projection,
+    TeacherTokens,
+    TopK,
+    heads_apply,
+    logits_at,
+)
 
 
 class OnlineTeacher:
@@ -75,8 +86,12 @@ class OnlineTeacher:
         if fused:
             projection = Projection.of(self.model, tokens.input_ids, tokens.attention_mask)
             return Projected(projection.hidden, projection.weight[:width], tokens.mask)
+        mask = tokens.mask
+        if heads_apply(self.model):  # the head at the target rows only (codistill.losses.heads)
+            logits = logits_at(self.model, tokens.input_ids, tokens.attention_mask, mask)
+            return Dense(logits[..., :width], mask, at_targets=True)
         logits = self.model(input_ids=tokens.input_ids, attention_mask=tokens.attention_mask).logits
-        return Dense(logits[..., :width], tokens.mask)
+        return Dense(logits[..., :width], mask)
 
 
 class OfflineTeacher:

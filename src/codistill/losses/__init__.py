@@ -1,6 +1,7 @@
 """Distillation losses: divergences as functions on tensors (`divergences`), where the targets are and how
-the two sides pair (`targets`), the chunked torch path (`chunked`) and liger-kernel's fused one (`fused`), the
-teacher's part of a batch (`teacher_batch`), and `DistillationLoss`, the one way in (`distillation`)."""
+the two sides pair (`targets`), heads at the target rows only (`heads`), the chunked torch path (`chunked`) and
+liger-kernel's fused one (`fused`), the teacher's part of a batch (`teacher_batch`), and `DistillationLoss`,
+the one way in (`distillation`)."""
 
 from codistill.losses.chunked import label_and_divergence, sequence_nll
 from codistill.losses.distillation import KERNELS, DistillationLoss
@@ -15,6 +16,7 @@ from codistill.losses.divergences import (
     reverse_kl,
 )
 from codistill.losses.fused import Projection, liger_installed
+from codistill.losses.heads import AtTargets, heads_apply, logits_at
 from codistill.losses.targets import IGNORE_INDEX, aligned, target_mask
 from codistill.losses.teacher_batch import Dense, Draws, Projected, TeacherBatch, TeacherTokens, TopK
 
@@ -24,6 +26,7 @@ __all__ = [
     "IGNORE_INDEX",
     "KERNELS",
     "TOKEN_WISE",
+    "AtTargets",
     "Dense",
     "DistillationLoss",
     "Draws",
@@ -37,8 +40,10 @@ __all__ = [
     "divergence_per_row",
     "forward_kl",
     "generalized_jsd",
+    "heads_apply",
     "label_and_divergence",
     "liger_installed",
+    "logits_at",
     "reverse_kl",
     "sequence_nll",
     "target_mask",

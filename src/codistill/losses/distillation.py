@@ -6,6 +6,7 @@ from codistill.errors import ConfigError
 from codistill.losses.chunked import label_and_divergence
 from codistill.losses.divergences import DIVERGENCES, TOKEN_WISE
 from codistill.losses.fused import Projection, fused_label_and_divergence, liger_installed
+from codistill.losses.heads import AtTargets
 from codistill.losses.targets import aligned, target_mask
 from codistill.losses.teacher_batch import TeacherBatch
 
@@ -89,7 +90,7 @@ class DistillationLoss:
 
     def __call__(
         self,
-        student: torch.Tensor | Projection,
+        student: torch.Tensor | AtTargets | Projection,
         labels: torch.Tensor,
         teacher: TeacherBatch | None = None,
         *,
@@ -98,7 +99,8 @@ class DistillationLoss:
         on_policy: bool = False,
     ) -> dict[str, torch.Tensor]:
         """{"label_loss", "kd_loss" (with a divergence), "rationale_loss" (when used), "loss"} from the
-        student's logits [B, L, V] (or its `Projection`, with a `Projected` teacher: the fused path) and its
+        student's logits [B, L, V] (or only at its targets, `AtTargets`; or its `Projection`, with a `Projected`
+        teacher: the fused path) and its
         `labels` [B, L] (-100: no target; `shift`: a causal student's, predicted one position early). The
         teacher's targets pair with the student's in order (`aligned`). `on_policy`: the targets are the
         student's own samples, which are no labels: only the divergence trains (GKD), whatever `ce_weight` says."""
@@ -106,6 +108,8 @@ class DistillationLoss:
             raise ConfigError(f"loss.divergence={self.divergence} needs the teacher's distribution: set teacher_logits")
         mask, shifted = target_mask(labels, shift)
         rows, targets = mask.reshape(-1).nonzero().squeeze(-1), shifted[mask]
+        if isinstance(student, AtTargets):  # its rows are the targets, in order
+            student, rows = student.logits, torch.arange(len(rows), device=rows.device)
         settings = (self.divergence or "forward_kl", self.temperature, self.beta)
         if not self.needs_teacher:
             ce, kd = label_and_divergence(student, rows, targets, chunk_size=self.chunk_size)

@@ -6,7 +6,8 @@ Every form has `mask` [B, L]: which of the teacher's positions predict the label
 the flat positions `index`.
 
 - `TeacherTokens` (online): the teacher's own tokens of each row; the teacher's model turns them into
-  `Dense` logits, or `Projected` hidden states for the fused kernels, in the training step;
+  `Dense` logits (at its target positions only, `at_targets`), or `Projected` hidden states for the fused
+  kernels, in the training step;
 - `TopK` (offline): the k most likely ids [B, L, k] and their log-probabilities, and the mass outside them;
 - `Draws` (sampled): the distinct ids of n draws [B, L, d] and log(count / n); the draws are the whole
   distribution (no tail). A row shorter than d repeats its first id with no mass (log-probability `EMPTY`),
@@ -36,10 +37,13 @@ class TeacherTokens:
 
 @dataclass
 class Dense:
-    logits: torch.Tensor
+    logits: torch.Tensor  # [B, L, V]; with `at_targets`, [N, V] at the N positions `mask` marks, in order
     mask: torch.Tensor
+    at_targets: bool = False
 
     def rows(self, index: torch.Tensor) -> TeacherDistribution:
+        if self.at_targets:  # flat position -> its place among the targets
+            index = (self.mask.reshape(-1).long().cumsum(0) - 1)[index]
         return rows_of(TeacherDistribution(logits=self.logits), index)
 
 

@@ -7,7 +7,7 @@ import pytorch_lightning as pl
 import torch
 
 from codistill.distributed import zero3
-from codistill.losses import DistillationLoss, Projection
+from codistill.losses import AtTargets, DistillationLoss, Projection, heads_apply, logits_at, target_mask
 from codistill.models.optim import build_optimizer
 
 
@@ -79,6 +79,9 @@ class Distiller(pl.LightningModule):
         inputs = self.label_inputs(batch)
         if self.fused:
             student = Projection.of(self.model, inputs["input_ids"], inputs.get("attention_mask"))
+        elif self.causal and heads_apply(self.model):  # the head at the target rows only
+            mask, _ = target_mask(inputs["labels"], shift=True)
+            student = AtTargets(logits_at(self.model, inputs["input_ids"], inputs.get("attention_mask"), mask))
         else:
             student = self.logits(inputs)
         teacher = self.teacher.teacher_batch(self.teacher_part(batch), self.fused) if self.loss.needs_teacher else None
