@@ -1,29 +1,33 @@
 """Scaling by config: strategies, a real 2-process DDP run on CPU, multiruns, cluster environments, wandb."""
 
+import copy
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import pytorch_lightning as pl
 import torch
 from datasets import load_from_disk
 from hydra.utils import instantiate
-from pytorch_lightning.plugins.environments import SLURMEnvironment, TorchElasticEnvironment
-from pytorch_lightning.strategies import DDPStrategy
+from pytorch_lightning.plugins.environments import LightningEnvironment, SLURMEnvironment, TorchElasticEnvironment
+from pytorch_lightning.strategies import DDPStrategy, DeepSpeedStrategy
 from pytorch_lightning.utilities.rank_zero import rank_zero_only
 from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM
 
 from codistill.apps.train import train
 from codistill.assembly import assemble, prepare
-from codistill.losses import DistillationLoss
+from codistill.losses import IGNORE_INDEX, DistillationLoss
 from codistill.models.causal import CausalDistiller
 from codistill.models.export import trained_model
 from codistill.models.fim import FIMDistiller
 from codistill.models.loading import load_causal_student, load_student
 from conftest import TINY_TEACHER, compose_config, free_port
+
+FIM = {"prefix": "<fim-prefix>", "suffix": "<fim-suffix>", "middle": "<fim-middle>"}
 
 TRAINERS = sorted(p.stem for p in (Path(__file__).parents[1] / "conf" / "trainer").glob("*.yaml"))
 
@@ -315,3 +319,54 @@ def test_gradient_checkpointing_changes_memory_not_the_gradients(tmp_path, cache
     assert grads[1] and len(grads[0]) == len(grads[1])
     for off, on in zip(*grads, strict=True):
         torch.testing.assert_close(on, off)
+
+
+def test_zero3_generation_gathers_the_student_once_and_trains_on_after(tmp_path, tiny_teacher_dir, monkeypatch):
+    """DeepSpeed's ZeRO-3 engine on CPU (gloo, one rank): validation's generation runs on the whole student,
+    gathered once, with no per-layer fetch while it generates (each new token fetched and released every layer,
+    and the coordinator's trace stalled long generations); it generates what the plain model does, and the
+    next training step runs on the re-registered hooks."""
+    deepspeed = pytest.importorskip("deepspeed")
+    from deepspeed.runtime.zero.partitioned_param_coordinator import PartitionedParameterCoordinator
+
+    for key, value in {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port()), "RANK": "0"}.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    student = load_causal_student(tiny_teacher_dir, fim=FIM)
+    settings = {"loss": DistillationLoss(), "optimizer": None, "max_new_tokens": 8, "fim": FIM}
+    reference = FIMDistiller(copy.deepcopy(student.model), student.tokenizer, **settings)
+    module = FIMDistiller(student.model, student.tokenizer, **settings)
+    prompt = student.tokenizer("<fim-prefix>local x = 1\n<fim-suffix>\n<fim-middle>")["input_ids"]
+    inputs = {"input_ids": torch.tensor([prompt]), "labels": torch.tensor([[IGNORE_INDEX] * (len(prompt) - 1) + [0]])}
+    config = {
+        "train_batch_size": 1,
+        "zero_optimization": {"stage": 3},
+        "optimizer": {"type": "AdamW", "params": {"lr": 1e-3, "torch_adam": True}},
+    }
+    fetches = []
+    fetch = PartitionedParameterCoordinator.fetch_sub_module
+    monkeypatch.setattr(
+        PartitionedParameterCoordinator,
+        "fetch_sub_module",
+        lambda self, *a, **k: fetches.append(1) or fetch(self, *a, **k),
+    )
+    try:
+        engine, *_ = deepspeed.initialize(model=module, model_parameters=module.parameters(), config=config)
+        strategy = DeepSpeedStrategy(stage=3, cluster_environment=LightningEnvironment())
+        strategy.model = engine
+        module._trainer = SimpleNamespace(strategy=strategy)
+        offload = engine.optimizer.parameter_offload
+        hooks = len(offload.forward_hooks)
+        engine.eval()
+        fetches.clear()
+        generated = module.generate(inputs)
+        assert fetches == [] and len(offload.forward_hooks) == hooks
+        assert generated == reference.eval().generate(inputs)
+        engine.train()
+        engine.backward(engine.module.model(input_ids=inputs["input_ids"], labels=inputs["input_ids"]).loss)
+        engine.step()
+        assert fetches  # the hooks are back: training gathers layer by layer again
+    finally:
+        torch.distributed.destroy_process_group()
+        deepspeed.utils.groups._WORLD_GROUP = None

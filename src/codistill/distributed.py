@@ -10,6 +10,7 @@ the processes it starts, and `barrier` then uses Lightning's own process group (
 
 import logging
 import shutil
+from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 
@@ -75,6 +76,32 @@ def start_ranks(cfg: DictConfig) -> tuple[int, int]:
             cfg.paths.output_dir = shared[0]
     log.info("rank %d of %d, run folder %s", rank, world, shared[0])
     return rank, world
+
+
+@contextmanager
+def whole_model(strategy, model):
+    """`model`'s every weight on this rank for the time of a generation under ZeRO-3: gathered once, with
+    DeepSpeed's per-module hooks off, then put back (the trace re-records on the next forward). Left alone,
+    each new token's forward gathers and releases every layer, and the parameter coordinator's trace makes a
+    long generation stall. Elsewhere, nothing. After TRL's `unwrap_model_for_generation`."""
+    engine = getattr(strategy, "model", None) if strategy is not None and zero3(strategy) else None
+    offload = getattr(engine, "optimizer", None)
+    offload = getattr(offload, "parameter_offload", offload)  # a training engine's, or an inference engine's own
+    if not hasattr(offload, "forward_hooks"):
+        yield
+        return
+    import deepspeed
+
+    with deepspeed.zero.GatheredParameters(list(model.parameters())):
+        for param in offload.module.parameters():
+            param.ds_active_sub_modules.clear()
+        for hook in [*offload.forward_hooks, *offload.backward_hooks]:
+            hook.remove()
+        offload.forward_hooks, offload.backward_hooks = [], []
+        try:
+            yield
+        finally:
+            offload._register_deepspeed_module(offload.module)
 
 
 def check_launch(cfg: DictConfig) -> None:

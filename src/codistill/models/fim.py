@@ -12,7 +12,7 @@ from codistill.backends.hf import HFBackend
 from codistill.data.batching import right_padded
 from codistill.data.fim import FIMTokens
 from codistill.data.schema import MIDDLE, PROMPT, TEACHER_MIDDLE
-from codistill.distributed import zero3
+from codistill.distributed import whole_model, zero3
 from codistill.eval.metrics import edit_similarity, exact_match, fim_intervals, fim_metrics
 from codistill.eval.models import CausalModel, Seq2SeqModel
 from codistill.eval.standings import BASELINE_NAMES, standings
@@ -100,18 +100,22 @@ class FIMDistiller(Distiller):
     def _causal_samples(self, prompts: list[list[int]], sampling: Sampling, desc: str) -> list[list[int]]:
         """One sample per prompt from a causal student, up to its first stop token, in one `generate` call
         per rank (every rank makes as many: under ZeRO-3 they step together, `synced_gpus`)."""
-        out = generate_ids(
-            self.model,
-            prompts,
-            self.tokenizer.pad_token_id,
-            self.hparams.max_new_tokens,
-            len(prompts),
-            self._stop_ids(),
-            sampling,
-            desc,
-            synced_gpus=self._synced(),
-        )
+        with whole_model(self._strategy(), self.model):
+            out = generate_ids(
+                self.model,
+                prompts,
+                self.tokenizer.pad_token_id,
+                self.hparams.max_new_tokens,
+                len(prompts),
+                self._stop_ids(),
+                sampling,
+                desc,
+                synced_gpus=self._synced(),
+            )
         return [samples[0] for samples in out]
+
+    def _strategy(self):
+        return self._trainer.strategy if self._trainer is not None else None
 
     def _synced(self) -> bool:
         return self._trainer is not None and generation_needs_all_ranks(self._trainer.strategy)
@@ -120,14 +124,15 @@ class FIMDistiller(Distiller):
     def generate(self, inputs: dict) -> list[str]:
         if self.causal:
             return self.tokenizer.batch_decode(self._causal_samples(_prompts(inputs), Sampling(), "validation"))
-        ids = self.model.generate(
-            input_ids=inputs["input_ids"],
-            attention_mask=inputs["attention_mask"],
-            max_new_tokens=self.hparams.max_new_tokens,
-            do_sample=False,
-            num_beams=1,
-            synced_gpus=self._synced(),
-        )
+        with whole_model(self._strategy(), self.model):
+            ids = self.model.generate(
+                input_ids=inputs["input_ids"],
+                attention_mask=inputs["attention_mask"],
+                max_new_tokens=self.hparams.max_new_tokens,
+                do_sample=False,
+                num_beams=1,
+                synced_gpus=self._synced(),
+            )
         return self.tokenizer.batch_decode(ids.tolist())
 
     def as_evaluated(self, model=None, **kwargs) -> Seq2SeqModel | CausalModel:
