@@ -9,6 +9,7 @@ import torch
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM, T5Config, T5ForConditionalGeneration
 
+from codistill.data.formatting import FIM_PREFIX
 from codistill.eval.models import Seq2SeqModel
 from codistill.models.loading import keep_untied_lm_head, load_causal_student, load_student
 from codistill.models.tiny import untie_lm_head
@@ -120,3 +121,26 @@ def test_a_saved_causal_student_loads_without_a_warning(tmp_path, tiny_teacher_d
         model = AutoModelForCausalLM.from_pretrained(tmp_path)
     assert [r.getMessage() for r in records] == []
     assert model.lm_head.weight.data_ptr() == model.get_input_embeddings().weight.data_ptr()  # tied, as saved
+
+
+def test_the_rewritten_tokenizers_new_rows_start_from_what_the_model_knows(tmp_path, tiny_student_dir):
+    """flan-t5's trained rows have a std of about 0.125; the rows the lossless rewrite adds (`\\n`, `{`, the
+    FIM markers, space runs) were drawn at the initializer's 1.0. The double: the tiny T5 with its rows
+    scaled to a trained model's size. New rows are now the mean of the rows of the pieces the original
+    tokenizer made of their text (or of every trained row, where it made none), in the embeddings and the head."""
+    model = T5ForConditionalGeneration.from_pretrained(tiny_student_dir)
+    with torch.no_grad():
+        model.shared.weight.mul_(0.125)
+        model.lm_head.weight.mul_(0.125)
+    model.save_pretrained(tmp_path)
+    for name in ("spiece.model", "tokenizer.json", "tokenizer_config.json"):  # the original T5 tokenizer
+        (tmp_path / name).write_bytes((Path(tiny_student_dir) / name).read_bytes())
+    student = load_student(str(tmp_path))
+    original, first = student.tokenizer.original, len(student.tokenizer.original)
+    for table in (student.model.shared.weight, student.model.lm_head.weight):
+        trained, new = table[:first].std(), table[first : len(student.tokenizer)]
+        assert len(new) > 0 and new.std() < 2 * trained  # not 8x, as at the initializer's scale
+    marker = student.tokenizer.base.convert_tokens_to_ids(FIM_PREFIX)
+    pieces = [i for i in original(FIM_PREFIX, add_special_tokens=False)["input_ids"] if i != original.unk_token_id]
+    assert pieces
+    torch.testing.assert_close(student.model.shared.weight[marker], student.model.shared.weight[pieces].mean(0))

@@ -3,6 +3,7 @@
 import logging
 from dataclasses import dataclass
 
+import torch
 from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer, PreTrainedModel
 
 from codistill.data.formatting import STUDENT_MARKERS
@@ -52,11 +53,37 @@ def load_student(name_or_path: str, markers: tuple[str, ...] = STUDENT_MARKERS, 
     model = seq2seq_model(name_or_path, dtype=dtype)
     if len(tokenizer) > model.get_input_embeddings().num_embeddings:
         model.resize_token_embeddings(len(tokenizer), mean_resizing=False)
+    init_new_rows(model, tokenizer)
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     if model.config.decoder_start_token_id is None:
         model.config.decoder_start_token_id = tokenizer.pad_token_id
     return Student(model, tokenizer)
+
+
+def init_new_rows(model, tokenizer: CodeTokenizer) -> None:
+    """Start the rows of the tokens the lossless rewrite added (byte pieces for `\\n`, `\\t`, `{`, `<`; space
+    runs; the FIM markers) from what the model already knows, in its input embeddings and its own head: each
+    the mean of the rows of the pieces the original tokenizer made of the token's text, or, where it made none
+    but `<unk>` (T5 has no `{`, and drops newlines), the mean of all its trained rows. Left at the
+    initializer's noise (row norm about 8x a trained row's in flan-t5), a fine-tuned student spends its first
+    steps unlearning them. A saved student has no new rows (its tokenizer is lossless already)."""
+    original, new = tokenizer.original, tokenizer.base
+    first = len(original)
+    if len(new) <= first:
+        return
+    unk = original.unk_token_id
+    tables = [model.get_input_embeddings().weight]
+    head = model.get_output_embeddings()
+    if head is not None and head.weight.data_ptr() != tables[0].data_ptr():
+        tables.append(head.weight)
+    with torch.no_grad():
+        for table in tables:
+            mean = table[:first].mean(0)
+            for token_id in range(first, len(new)):
+                text = new.decode([token_id])
+                pieces = [i for i in original(text, add_special_tokens=False)["input_ids"] if i != unk and i < first]
+                table[token_id] = table[pieces].mean(0) if pieces else mean
 
 
 def load_causal_student(name_or_path: str, dtype: str = "float32", fim: dict | None = None) -> Student:

@@ -85,6 +85,7 @@ class CodeTokenizer:
     (no special tokens added; padding and eos dropped)."""
 
     def __init__(self, tokenizer, markers: tuple[str, ...] = (), task_prefixes: dict[str, str] | None = None):
+        self.original = tokenizer  # as loaded: the ids past its length are new (codistill.models.loading)
         self.base = lossless(tokenizer, markers)
         self.markers = tuple(markers)
         self.task_prefixes = dict(task_prefixes or TASK_PREFIXES)
