@@ -1,7 +1,9 @@
 """What real checkpoints do that tidy tiny models do not, reproduced by doubles that keep the quirk.
 
 santacoder's head is 49,280 rows over a 49,157-token tokenizer (padded for speed) and it has no pad token;
-the double is the tiny GPTBigCode with a 1,005-token tokenizer and a head padded to 1,024 rows."""
+its double is the tiny GPTBigCode with a 1,005-token tokenizer and a head padded to 1,024 rows. flan-t5 has
+100 sentinel tokens and a head of 32,128 rows over 32,100 tokens, untied; its double is the tiny T5 with 100
+sentinels and its head padded to a multiple of 128."""
 
 import json
 from pathlib import Path
@@ -16,12 +18,14 @@ from codistill.data import schema
 from codistill.data.fim_datamodule import load_distillation_dataset
 from codistill.models.tiny import tiny_gpt_bigcode
 from conftest import compose_config
+from openai_server import FakeOpenAI
 
 PADDED_TEACHER = [
     "teacher=tiny_gpt_bigcode",
     "teacher.backend.name_or_path.vocab_size=1005",
     "teacher.backend.name_or_path.head_multiple=128",
 ]
+FLAN_T5_LIKE = ["student=tiny_t5", "student.name_or_path.extra_ids=100", "student.name_or_path.head_multiple=128"]
 SMALL_STUDENT = [f"student.name_or_path.{k}={v}" for k, v in (("n_embd", 64), ("n_layer", 2), ("n_head", 4))]
 
 
@@ -62,3 +66,29 @@ def test_stored_distributions_of_a_padded_teacher_hold_token_ids_only_and_train(
     column = schema.TEACHER_TOPK_IDS if source.endswith("offline") else schema.TEACHER_SAMPLE_IDS
     assert max(i for row in data[column] for position in row for i in position) < 1005
     train(cfg)
+
+
+def test_the_santacoder_to_flan_t5_experiment_runs_with_a_served_rationale_writer(tmp_path, cache_dir, monkeypatch):
+    """`experiment=moonscript_santacoder_flan_t5` as the README runs it (the teacher's middles, rationales from
+    an OpenAI-compatible server, Distilling Step-by-Step into flan-t5), on CPU with both doubles and the
+    loopback server: a few real steps, and the student's sentinels and padded head survive the export."""
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-key")
+    with FakeOpenAI() as server:
+        overrides = [
+            "experiment=moonscript_santacoder_flan_t5",
+            "dataset=moonscript_sample",
+            "trainer=cpu",
+            "debug=fdr",
+            "data.num_workers=0",
+            "rationale.backend.client.model=gpt-test",
+            f"rationale.backend.client.base_url={server.base_url}",
+            *PADDED_TEACHER,
+            *FLAN_T5_LIKE,
+        ]
+        train(compose_config("train", tmp_path, cache_dir, overrides))
+        assert sum(server.successes.values()) > 0
+    summary = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert {"val/rationale_loss", "val/label_loss", "val/edit_sim"} <= set(summary["metrics"])
+    tokenizer = AutoTokenizer.from_pretrained(tmp_path / "out" / "student")
+    assert "<extra_id_0>" in tokenizer.get_vocab()
+    assert "sk-test-key" not in (tmp_path / "out" / "metrics.json").read_text()

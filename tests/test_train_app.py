@@ -18,6 +18,7 @@ from codistill.apps.train import train
 from codistill.data.corpus import load_sample_corpus
 from codistill.data.formatting import LABEL_TASK, TASK_PREFIXES, fim_prompt
 from codistill.models.loading import load_student
+from codistill.models.tiny import tiny_gpt_bigcode
 from conftest import compose_config
 from openai_server import FakeOpenAI
 
@@ -223,14 +224,13 @@ def test_fast_dev_run_of_every_experiment(
 
 
 @pytest.mark.parametrize("experiment", ["textbook_tiny", "textbook_starcoder"])
-def test_fast_dev_run_of_the_textbook_experiments(tmp_path, cache_dir, tiny_teacher_dir, experiment):
+def test_fast_dev_run_of_the_textbook_experiments(tmp_path, cache_dir, experiment):
     overrides = ["debug=fdr", f"experiment={experiment}", "after_training.humaneval.limit=2"]
-    if experiment == "textbook_starcoder":  # starcoderbase-1b swapped for its architecture family at toy size
+    if experiment == "textbook_starcoder":  # starcoderbase-1b's double: its FIM spellings and 8,192 positions
+        starcoder_like = tiny_gpt_bigcode(str(cache_dir), n_positions=8192, family="starcoder")
         overrides += [
-            f"student.name_or_path={tiny_teacher_dir}",
-            "student.fim=null",  # starcoder's FIM tokens are not in the toy tokenizer; exercises need none
-            "trainer.accelerator=cpu",
-            "trainer.precision=32-true",
+            f"student.name_or_path={starcoder_like}",
+            "trainer.accelerator=cpu",  # in the experiment's bf16-mixed precision, as on a GPU
             "data.num_workers=0",
             "data.path=${codistill.data:exercises_sample.jsonl}",
         ]

@@ -28,6 +28,8 @@ from transformers import (
 from codistill.data.corpus import SAMPLE_DIR
 
 SANTACODER_SPECIAL = ["<|endoftext|>", "<fim-prefix>", "<fim-middle>", "<fim-suffix>", "<fim-pad>"]
+STARCODER_SPECIAL = ["<|endoftext|>", "<fim_prefix>", "<fim_middle>", "<fim_suffix>", "<fim_pad>"]
+SPECIAL = {"santacoder": SANTACODER_SPECIAL, "starcoder": STARCODER_SPECIAL}  # the FIM spellings of each family
 
 
 def _sample_texts() -> list[str]:
@@ -52,27 +54,29 @@ def cached_folder(cache_dir: str, name: str, build: Callable[[Path], None]) -> s
     return str(target)
 
 
-def byte_level_bpe(texts: list[str], vocab_size: int, n_positions: int) -> PreTrainedTokenizerFast:
-    """A byte-level BPE trained on `texts` (lossless on any string) with santacoder's FIM and end-of-text
-    tokens, as a transformers fast tokenizer."""
+def byte_level_bpe(
+    texts: list[str], vocab_size: int, n_positions: int, special: list[str] = SANTACODER_SPECIAL
+) -> PreTrainedTokenizerFast:
+    """A byte-level BPE trained on `texts` (lossless on any string) with `special`'s end-of-text and FIM
+    tokens (santacoder's by default), as a transformers fast tokenizer."""
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
     tok.post_processor = processors.ByteLevel(trim_offsets=False)
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
-        special_tokens=SANTACODER_SPECIAL,
+        special_tokens=special,
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
     tok.train_from_iterator(texts, trainer)
-    eos = SANTACODER_SPECIAL[0]
+    eos = special[0]
     return PreTrainedTokenizerFast(
         tokenizer_object=tok,
         eos_token=eos,
         bos_token=eos,
         unk_token=eos,
-        additional_special_tokens=SANTACODER_SPECIAL[1:],
+        additional_special_tokens=special[1:],
         model_max_length=n_positions,
     )
 
@@ -86,16 +90,18 @@ def tiny_gpt_bigcode(
     n_head: int = 4,
     seed: int = 0,
     head_multiple: int = 1,
+    family: str = "santacoder",
 ) -> str:
     """A GPTBigCode (santacoder's architecture, multi-query attention) with a byte-level BPE tokenizer
-    carrying santacoder's FIM and end-of-text tokens. `head_multiple` > 1 pads the embeddings and the head
-    past the tokenizer to a multiple of it, as santacoder's are (49,280 rows over 49,157 tokens)."""
+    carrying `family`'s FIM and end-of-text spellings (santacoder's `<fim-prefix>`, starcoder's
+    `<fim_prefix>`). `head_multiple` > 1 pads the embeddings and the head past the tokenizer to a multiple of
+    it, as santacoder's are (49,280 rows over 49,157 tokens)."""
 
     def build(out: Path) -> None:
-        fast = byte_level_bpe(_sample_texts(), vocab_size, n_positions)
+        fast = byte_level_bpe(_sample_texts(), vocab_size, n_positions, SPECIAL[family])
         save_gpt_bigcode(out, fast, n_positions, n_embd, n_layer, n_head, seed, head_multiple)
 
-    padded = f"-h{head_multiple}" if head_multiple > 1 else ""
+    padded = (f"-h{head_multiple}" if head_multiple > 1 else "") + ("" if family == "santacoder" else f"-{family}")
     return cached_folder(
         cache_dir, f"tiny_gpt_bigcode-v{vocab_size}-p{n_positions}-d{n_embd}-l{n_layer}-s{seed}{padded}", build
     )
@@ -149,9 +155,13 @@ def tiny_t5(
     num_layers: int = 2,
     num_heads: int = 4,
     seed: int = 0,
+    extra_ids: int = 0,
+    head_multiple: int = 1,
 ) -> str:
     """A T5 v1.1 (flan-t5's architecture: gated-GELU, separate `lm_head`) with a SentencePiece unigram
-    tokenizer trained with T5's default normalisation, so it has T5's whitespace bug to fix."""
+    tokenizer trained with T5's default normalisation, so it has T5's whitespace bug to fix. `extra_ids`
+    sentinel tokens and a head padded to a multiple of `head_multiple` rows make it flan-t5's shape (100
+    sentinels; 32,128 rows over 32,100 tokens)."""
 
     def build(out: Path) -> None:
         lines = [line for text in _sample_texts() for line in text.splitlines() if line.strip()]
@@ -167,9 +177,9 @@ def tiny_t5(
             num_threads=1,
             minloglevel=2,
         )
-        tokenizer = T5Tokenizer.from_pretrained(out, extra_ids=0)
+        tokenizer = T5Tokenizer.from_pretrained(out, extra_ids=extra_ids)
         config = T5Config(
-            vocab_size=len(tokenizer),
+            vocab_size=-(-len(tokenizer) // head_multiple) * head_multiple,
             d_model=d_model,
             d_ff=2 * d_model,
             d_kv=d_model // num_heads,
@@ -188,7 +198,8 @@ def tiny_t5(
         tokenizer.save_pretrained(out)
         (out / "spiece.vocab").unlink(missing_ok=True)
 
-    return cached_folder(cache_dir, f"tiny_t5-v{vocab_size}-d{d_model}-l{num_layers}-s{seed}", build)
+    flan = f"-x{extra_ids}-h{head_multiple}" if extra_ids or head_multiple > 1 else ""
+    return cached_folder(cache_dir, f"tiny_t5-v{vocab_size}-d{d_model}-l{num_layers}-s{seed}{flan}", build)
 
 
 def untie_lm_head(model: T5ForConditionalGeneration) -> None:
