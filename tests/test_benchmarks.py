@@ -45,3 +45,13 @@ def test_the_target_heads_benchmark_times_both_heads():
     out = quick("target_heads.py", "--threads", "1")
     rows = {line.split("│")[1].strip(): line for line in out.splitlines() if line.count("│") == 4}
     assert {"step ms", "vs full"} <= set(rows) and rows["vs full"].split("│")[2].strip() == "1.0000"
+
+
+def test_the_real_size_rehearsal_steps_every_readme_experiment():
+    out = quick("real_size.py", "--threads", "1")
+    table = [line for line in out.splitlines() if line.startswith("| ")]
+    assert {line.split("|")[1].strip() for line in table[1:]} == {
+        "moonscript_santacoder_tiny_kd",
+        "moonscript_santacoder_flan_t5",
+        "textbook_starcoder",
+    }
