@@ -19,7 +19,8 @@ The clock covers forward, backward and AdamW, `--steps` steps after one warm-up,
 configs' bf16-mixed is a GPU's business). Peak memory is the process's maximum resident set; an experiment
 the kernel kills for memory is reported as such.
 
-    python benchmarks/real_size.py [--layers 2] [--steps 3] [--threads 2] [--quick]
+    python benchmarks/real_size.py [--layers 2] [--steps 3] [--threads 2] [--only NAME ...]
+                                   [--gradient-checkpointing] [--quick]
 """
 
 import argparse
@@ -124,10 +125,13 @@ def setup(name: str, layers: int, quick: bool):
     return CausalDistiller(model, None, None), causal_batch(4, 1024 // scale, 512 // scale, 49152 // scale)
 
 
-def one(name: str, layers: int, steps: int, quick: bool) -> dict:
-    """Median step seconds and peak resident GiB of one experiment, in this process."""
+def one(name: str, layers: int, steps: int, quick: bool, checkpointing: bool) -> dict:
+    """Median step seconds and peak resident GiB of one experiment, in this process (`checkpointing`: with
+    `model.gradient_checkpointing=true`)."""
     torch.manual_seed(0)
     module, batch = setup(name, layers, quick)
+    if checkpointing:  # what Distiller(gradient_checkpointing=True) switches on
+        module.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     module.on_fit_start()  # the teacher on the module's device, the loss's path chosen
     optimizer = torch.optim.AdamW(module.model.parameters(), lr=1e-4)
     times = []
@@ -152,6 +156,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--quick", action="store_true", help="every experiment at 1/16 width, one step")
+    parser.add_argument("--only", nargs="+", choices=EXPERIMENTS, default=EXPERIMENTS)
+    parser.add_argument("--gradient-checkpointing", action="store_true", help="model.gradient_checkpointing=true")
     parser.add_argument("--one", choices=EXPERIMENTS, help=argparse.SUPPRESS)  # a child process's experiment
     args = parser.parse_args()
     if args.quick:
@@ -159,12 +165,13 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.one:
-        print(json.dumps(one(args.one, args.layers, args.steps, args.quick)))
+        print(json.dumps(one(args.one, args.layers, args.steps, args.quick, args.gradient_checkpointing)))
         return
     rows = {}
-    for name in EXPERIMENTS:
+    for name in args.only:
         command = [sys.executable, __file__, "--one", name, "--layers", str(args.layers), "--steps", str(args.steps)]
         command += ["--threads", str(args.threads)] + (["--quick"] if args.quick else [])
+        command += ["--gradient-checkpointing"] if args.gradient_checkpointing else []
         done = subprocess.run(command, capture_output=True, text=True)
         if done.returncode == -signal.SIGKILL:  # the kernel's out-of-memory killer: this machine is too small
             rows[name] = {"step s": "killed", "peak GiB": "out of memory"}
@@ -174,6 +181,7 @@ def main() -> None:
             rows[name] = json.loads(done.stdout.strip().splitlines()[-1])
         print(name, rows[name], flush=True)
     title = f"real-size steps on CPU ({args.layers} of 24 layers kept, fp32, median of {args.steps}"
+    title += ", gradient checkpointing" if args.gradient_checkpointing else ""
     print_table(title + (", quick: 1/16 width)" if args.quick else ")"), transposed(rows))
     print(markdown_table(rows))
 
