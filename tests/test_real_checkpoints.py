@@ -3,37 +3,67 @@
 santacoder's head is 49,280 rows over a 49,157-token tokenizer (padded for speed) and it has no pad token;
 its double is the tiny GPTBigCode with a 1,005-token tokenizer and a head padded to 1,024 rows. flan-t5 has
 100 sentinel tokens and a head of 32,128 rows over 32,100 tokens, untied; its double is the tiny T5 with 100
-sentinels and its head padded to a multiple of 128."""
+sentinels and its head padded to a multiple of 128. Both are briefly trained (`train_steps`), so their weights
+know something, as a real checkpoint's do."""
 
 import json
+import math
 from pathlib import Path
 
 import pytest
 import torch
-from transformers import AutoTokenizer
+from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
 
 from codistill.apps.train import train
 from codistill.assembly import prepare
 from codistill.data import schema
 from codistill.data.fim_datamodule import load_distillation_dataset
-from codistill.models.tiny import tiny_gpt_bigcode
+from codistill.models.tiny import causal_batches, continuation_batches, sample_texts, tiny_gpt_bigcode, tiny_t5
 from conftest import compose_config
 from openai_server import FakeOpenAI
 
+TRAIN_STEPS = 100  # about 7 passes over the bundled sample: from ln(1005) = 6.9 nats a token to about 4.5
 PADDED_TEACHER = [
     "teacher=tiny_gpt_bigcode",
     "teacher.backend.name_or_path.vocab_size=1005",
     "teacher.backend.name_or_path.head_multiple=128",
+    f"teacher.backend.name_or_path.train_steps={TRAIN_STEPS}",
 ]
-FLAN_T5_LIKE = ["student=tiny_t5", "student.name_or_path.extra_ids=100", "student.name_or_path.head_multiple=128"]
+FLAN_T5_LIKE = [
+    "student=tiny_t5",
+    "student.name_or_path.extra_ids=100",
+    "student.name_or_path.head_multiple=128",
+    f"student.name_or_path.train_steps={TRAIN_STEPS}",
+]
 SMALL_STUDENT = [f"student.name_or_path.{k}={v}" for k, v in (("n_embd", 64), ("n_layer", 2), ("n_head", 4))]
 
 
-def test_the_double_keeps_santacoders_padded_head_and_missing_pad_token(cache_dir):
-    folder = tiny_gpt_bigcode(str(cache_dir), vocab_size=1005, head_multiple=128)
+def _mean_loss(model, batches) -> float:
+    with torch.no_grad():
+        return sum(model(**batch).loss.item() for batch in batches) / len(batches)
+
+
+def test_the_double_keeps_santacoders_padded_head_and_missing_pad_token_and_knows_some_code(cache_dir):
+    folder = tiny_gpt_bigcode(str(cache_dir), vocab_size=1005, head_multiple=128, train_steps=TRAIN_STEPS)
     tokenizer = AutoTokenizer.from_pretrained(folder)
     config = json.loads((Path(folder) / "config.json").read_text())
     assert len(tokenizer) == 1005 and config["vocab_size"] == 1024 and tokenizer.pad_token is None
+    batches = causal_batches(tokenizer, sample_texts(), seed=1)[:4]
+    trained = _mean_loss(AutoModelForCausalLM.from_pretrained(folder), batches)
+    random = _mean_loss(AutoModelForCausalLM.from_pretrained(tiny_gpt_bigcode(str(cache_dir), vocab_size=1005)), batches)
+    assert random > math.log(1005) - 0.1 and trained < random - 1.5
+
+
+def test_the_flan_t5_double_keeps_its_sentinels_and_untied_padded_head_and_knows_some_code(cache_dir):
+    folder = tiny_t5(str(cache_dir), extra_ids=100, head_multiple=128, train_steps=TRAIN_STEPS)
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    model = AutoModelForSeq2SeqLM.from_pretrained(folder)
+    assert "<extra_id_99>" in tokenizer.get_vocab() and model.config.vocab_size % 128 == 0
+    assert model.config.vocab_size > len(tokenizer)
+    assert not torch.equal(model.lm_head.weight, model.shared.weight)  # its own head, as flan-t5's
+    batches = continuation_batches(tokenizer, sample_texts(), seed=1)[:4]
+    random = AutoModelForSeq2SeqLM.from_pretrained(tiny_t5(str(cache_dir), extra_ids=100, head_multiple=128))
+    assert _mean_loss(model, batches) < _mean_loss(random, batches) - 1.5
 
 
 def test_the_santacoder_kd_experiment_distils_from_a_head_padded_past_its_tokenizer(tmp_path, cache_dir):

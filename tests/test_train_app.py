@@ -227,7 +227,7 @@ def test_fast_dev_run_of_every_experiment(
 def test_fast_dev_run_of_the_textbook_experiments(tmp_path, cache_dir, experiment):
     overrides = ["debug=fdr", f"experiment={experiment}", "after_training.humaneval.limit=2"]
     if experiment == "textbook_starcoder":  # starcoderbase-1b's double: its FIM spellings and 8,192 positions
-        starcoder_like = tiny_gpt_bigcode(str(cache_dir), n_positions=8192, family="starcoder")
+        starcoder_like = tiny_gpt_bigcode(str(cache_dir), n_positions=8192, family="starcoder", train_steps=100)
         overrides += [
             f"student.name_or_path={starcoder_like}",
             "trainer.accelerator=cpu",  # in the experiment's bf16-mixed precision, as on a GPU

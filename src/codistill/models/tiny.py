@@ -1,9 +1,11 @@
 """Tiny, offline stand-ins for the real models: the real architectures at toy size.
 
 Each builder trains a tokenizer on the bundled MoonScript sample, initialises the model with a fixed
-seed, saves both with `save_pretrained` into a cache folder and returns that folder, so everything
-downstream loads them with `from_pretrained` exactly as it loads `bigcode/gpt_bigcode-santacoder` or
-`google/flan-t5-small`. A finished folder is reused; a half-written one never is (atomic rename).
+seed, optionally trains it briefly on that sample (`train_steps`: weights that know something, as a real
+checkpoint's do, where a test needs them), saves both with `save_pretrained` into a cache folder and
+returns that folder, so everything downstream loads them with `from_pretrained` exactly as it loads
+`bigcode/gpt_bigcode-santacoder` or `google/flan-t5-small`. A finished folder is reused; a half-written one
+never is (atomic rename).
 """
 
 import hashlib
@@ -32,7 +34,8 @@ STARCODER_SPECIAL = ["<|endoftext|>", "<fim_prefix>", "<fim_middle>", "<fim_suff
 SPECIAL = {"santacoder": SANTACODER_SPECIAL, "starcoder": STARCODER_SPECIAL}  # the FIM spellings of each family
 
 
-def _sample_texts() -> list[str]:
+def sample_texts() -> list[str]:
+    """The bundled MoonScript sample's files: what every double's tokenizer and brief training read."""
     return [p.read_text(encoding="utf-8") for p in sorted(SAMPLE_DIR.glob("*.moon"))]
 
 
@@ -91,17 +94,23 @@ def tiny_gpt_bigcode(
     seed: int = 0,
     head_multiple: int = 1,
     family: str = "santacoder",
+    train_steps: int = 0,
 ) -> str:
     """A GPTBigCode (santacoder's architecture, multi-query attention) with a byte-level BPE tokenizer
     carrying `family`'s FIM and end-of-text spellings (santacoder's `<fim-prefix>`, starcoder's
     `<fim_prefix>`). `head_multiple` > 1 pads the embeddings and the head past the tokenizer to a multiple of
-    it, as santacoder's are (49,280 rows over 49,157 tokens)."""
+    it, as santacoder's are (49,280 rows over 49,157 tokens). `train_steps` > 0: next-token training on the
+    sample for that many steps."""
 
     def build(out: Path) -> None:
-        fast = byte_level_bpe(_sample_texts(), vocab_size, n_positions, SPECIAL[family])
-        save_gpt_bigcode(out, fast, n_positions, n_embd, n_layer, n_head, seed, head_multiple)
+        fast = byte_level_bpe(sample_texts(), vocab_size, n_positions, SPECIAL[family])
+        model = save_gpt_bigcode(out, fast, n_positions, n_embd, n_layer, n_head, seed, head_multiple)
+        if train_steps:
+            brief_training(model, causal_batches(fast, sample_texts(), seed), train_steps, seed)
+            model.save_pretrained(out)
 
     padded = (f"-h{head_multiple}" if head_multiple > 1 else "") + ("" if family == "santacoder" else f"-{family}")
+    padded += f"-t{train_steps}" if train_steps else ""
     return cached_folder(
         cache_dir, f"tiny_gpt_bigcode-v{vocab_size}-p{n_positions}-d{n_embd}-l{n_layer}-s{seed}{padded}", build
     )
@@ -157,14 +166,16 @@ def tiny_t5(
     seed: int = 0,
     extra_ids: int = 0,
     head_multiple: int = 1,
+    train_steps: int = 0,
 ) -> str:
     """A T5 v1.1 (flan-t5's architecture: gated-GELU, separate `lm_head`) with a SentencePiece unigram
     tokenizer trained with T5's default normalisation, so it has T5's whitespace bug to fix. `extra_ids`
     sentinel tokens and a head padded to a multiple of `head_multiple` rows make it flan-t5's shape (100
-    sentinels; 32,128 rows over 32,100 tokens)."""
+    sentinels; 32,128 rows over 32,100 tokens). `train_steps` > 0: that many steps of continuing the sample's
+    code through this tokenizer, as T5 learnt its own (so it knows code as T5's pipeline writes it)."""
 
     def build(out: Path) -> None:
-        lines = [line for text in _sample_texts() for line in text.splitlines() if line.strip()]
+        lines = [line for text in sample_texts() for line in text.splitlines() if line.strip()]
         spm.SentencePieceTrainer.train(
             sentence_iterator=iter(lines),
             model_prefix=str(out / "spiece"),
@@ -194,11 +205,14 @@ def tiny_t5(
         torch.manual_seed(seed)
         model = T5ForConditionalGeneration(config)
         untie_lm_head(model)
+        if train_steps:
+            brief_training(model, continuation_batches(tokenizer, sample_texts(), seed), train_steps, seed)
         model.save_pretrained(out)
         tokenizer.save_pretrained(out)
         (out / "spiece.vocab").unlink(missing_ok=True)
 
     flan = f"-x{extra_ids}-h{head_multiple}" if extra_ids or head_multiple > 1 else ""
+    flan += f"-t{train_steps}" if train_steps else ""
     return cached_folder(cache_dir, f"tiny_t5-v{vocab_size}-d{d_model}-l{num_layers}-s{seed}{flan}", build)
 
 
@@ -207,3 +221,32 @@ def untie_lm_head(model: T5ForConditionalGeneration) -> None:
     head = torch.empty_like(model.shared.weight).normal_(std=model.config.d_model**-0.5)
     model.lm_head.weight = torch.nn.Parameter(head)
     model.config.tie_word_embeddings = False
+
+
+def causal_batches(tokenizer, texts: list[str], seed: int, block: int = 128, rows: int = 8) -> list[dict]:
+    """The texts, end-of-text between them, cut into `block`-token rows, shuffled into batches of `rows`."""
+    ids = [i for text in texts for i in tokenizer(text, verbose=False)["input_ids"] + [tokenizer.eos_token_id]]
+    blocks = torch.tensor(ids[: len(ids) // block * block]).view(-1, block)
+    blocks = blocks[torch.randperm(len(blocks), generator=torch.Generator().manual_seed(seed))]
+    return [{"input_ids": b, "labels": b} for b in blocks.split(rows)]
+
+
+def continuation_batches(tokenizer, texts: list[str], seed: int, context: int = 96, target: int = 32, rows: int = 8):
+    """(`context` tokens -> the next `target` tokens) pairs cut from the texts, shuffled into batches of `rows`."""
+    ids = [i for text in texts for i in tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"]]
+    step = context + target
+    pairs = torch.tensor(ids[: len(ids) // step * step]).view(-1, step)
+    pairs = pairs[torch.randperm(len(pairs), generator=torch.Generator().manual_seed(seed))]
+    return [{"input_ids": p[:, :context], "labels": p[:, context:].contiguous()} for p in pairs.split(rows)]
+
+
+def brief_training(model, batches: list[dict], steps: int, seed: int, lr: float = 3e-3) -> None:
+    """`steps` AdamW steps over `batches` (cycled): weights with what a real checkpoint has, some knowledge."""
+    torch.manual_seed(seed)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
+    model.train()
+    for step in range(steps):
+        optimizer.zero_grad()
+        model(**batches[step % len(batches)]).loss.backward()
+        optimizer.step()
+    model.eval()
