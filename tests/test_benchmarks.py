@@ -55,3 +55,11 @@ def test_the_real_size_rehearsal_steps_every_readme_experiment():
         "moonscript_santacoder_flan_t5",
         "textbook_starcoder",
     }
+
+
+def test_the_t5_rewrite_benchmark_scores_every_tokenizer_arm(shared_data, tmp_path):
+    out = quick("t5_rewrite.py", "--threads", "1", "--cache-dir", str(tmp_path))
+    rows = {line.split("│")[1].strip(): line for line in out.splitlines() if line.count("│") == 6}
+    assert {"bits per byte", "bytes per"} <= set(rows)
+    own, noise, pieces, _ = (float(v) for v in rows["bits per byte"].split("│")[2:6])
+    assert pieces < noise  # even 20 steps in, noise rows cost more than rows from the known pieces
