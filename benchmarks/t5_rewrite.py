@@ -32,9 +32,9 @@ import time
 from pathlib import Path
 
 import torch
+from tokenizers import normalizers
 from transformers import AutoTokenizer
 
-from tokenizers import normalizers
 from codistill.eval.metrics import utf8_bytes
 from codistill.models.loading import load_student, seq2seq_model
 from codistill.models.tiny import brief_training, continuation_batches, tiny_t5
@@ -94,7 +94,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=600)
     parser.add_argument("--d-model", type=int, default=128)
-    parser.add_argument("--vocab", type=int, default=1300, help="SentencePiece pieces: the most the sample gives (flan-t5: 32,000)")
+    parser.add_argument("--vocab", type=int, default=1300, help="pieces: the most the sample gives (flan-t5: 32,000)")
     parser.add_argument("--held-out", type=int, default=30)
     parser.add_argument("--context", type=int, default=300)
     parser.add_argument("--target", type=int, default=120)
