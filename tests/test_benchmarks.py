@@ -1,8 +1,14 @@
 """The benchmarks' quick modes run, so a benchmark cannot rot unseen."""
 
+import json
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
+from hydra.utils import instantiate
+
+from conftest import compose_config
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
@@ -63,3 +69,26 @@ def test_the_t5_rewrite_benchmark_scores_every_tokenizer_arm(shared_data, tmp_pa
     assert {"bits per byte", "bytes per"} <= set(rows)
     own, noise, pieces, _ = (float(v) for v in rows["bits per byte"].split("│")[2:6])
     assert pieces < noise  # even 20 steps in, noise rows cost more than rows from the known pieces
+
+
+def test_the_gpu_check_rehearses_on_cpu_two_validation_rounds_a_case(tmp_path):
+    out = quick("gpu_check.py", "--out", str(tmp_path), "--cache-dir", str(tmp_path / "cache"), "--only",
+                "causal, ZeRO-3", "seq2seq, ZeRO-3")  # fmt: skip
+    rows = json.loads((tmp_path / "gpu_check.json").read_text())
+    assert set(rows) == {"causal, ZeRO-3", "seq2seq, ZeRO-3"}, out
+    for row in rows.values():
+        assert row["status"] == "ok" and len(row["validation rounds s"]) == 3 and row["train input tokens/s"] > 0
+
+
+def test_every_gpu_check_case_composes_with_its_gpu_strategy(tmp_path):
+    """What the lent GPU runs: each case's config as composed there, its DeepSpeed strategy built."""
+    pytest.importorskip("deepspeed")
+    sys.path.insert(0, str(BENCHMARKS))
+    from gpu_check import CASES, COMMON
+
+    for name, overrides in CASES.items():
+        cfg = compose_config("train", tmp_path, tmp_path / "cache", [*overrides, *COMMON], embedded=True)
+        assert cfg.trainer.max_epochs == 2 and cfg.trainer.devices == 1 and cfg.trainer.precision == "bf16-mixed"
+        if "ZeRO" in name:
+            assert instantiate(cfg.trainer.strategy).config["zero_optimization"]["stage"] == int(name[-1])
+        assert ("liger" in name) == (cfg.loss.get("kernel") == "liger")
