@@ -92,3 +92,10 @@ def test_every_gpu_check_case_composes_with_its_gpu_strategy(tmp_path):
         if "ZeRO" in name:
             assert instantiate(cfg.trainer.strategy).config["zero_optimization"]["stage"] == int(name[-1])
         assert ("liger" in name) == (cfg.loss.get("kernel") == "liger")
+
+
+def test_the_zero3_generation_benchmark_times_both_arms():
+    pytest.importorskip("deepspeed")
+    out = quick("zero3_generation.py", "--threads", "1")
+    rows = {line.split("│")[1].strip() for line in out.splitlines() if line.count("│") == 4}
+    assert {"round 1 s", "round 2 s", "total s"} <= rows
