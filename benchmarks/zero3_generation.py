@@ -15,7 +15,6 @@ import copy
 import os
 import socket
 import time
-from types import SimpleNamespace
 
 import torch
 from pytorch_lightning.plugins.environments import LightningEnvironment
