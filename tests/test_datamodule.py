@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from torch.utils.data import BatchSampler
 
 from codistill.config import build
 from codistill.data.fim_datamodule import FIMDataModule
@@ -125,3 +126,28 @@ def test_length_grouped_batches_pad_little_cover_every_example_once_and_are_repr
         for task in ("label", "rationale"):
             for key, column in (("input_ids", f"{task}_input_ids"), ("labels", f"{task}_labels")):
                 assert batch[task][key].size(1) == max(lengths[column][i] for i in rows)
+
+
+def test_a_resumed_loader_skips_the_epochs_trained_batches_once_and_warns_where_restored_too_late():
+    """MidEpochResume: a restored `epoch_batches_done` makes the next training loader's first pass skip that
+    many batches of the epoch's fixed order (unloaded); a strategy that restores after building it is told."""
+    import pytorch_lightning as pl
+
+    from codistill.data.batching import EpochShuffle, MidEpochResume
+
+    class Module(MidEpochResume, pl.LightningDataModule):
+        pass
+
+    loaded = []
+    data = [torch.tensor([i]) for i in range(10)]
+    dataset = type("Logged", (), {"__getitem__": lambda _, i: loaded.append(i) or data[i], "__len__": lambda _: 10})()
+    batches = BatchSampler(EpochShuffle(10, seed=3), 2, drop_last=False)
+    module = Module()
+    module.load_state_dict({"epoch_batches_done": 3})
+    loader = module.resumable_loader(dataset, batches)
+    order = list(BatchSampler(EpochShuffle(10, seed=3), 2, drop_last=False))
+    assert len(loader) == 5 and [b.flatten().tolist() for b in loader] == order[3:]
+    assert sorted(loaded) == sorted(i for o in order[3:] for i in o)  # the skipped batches were never loaded
+    assert len([b for b in loader]) == 5  # the next epoch starts at its first batch
+    with pytest.warns(UserWarning, match="replays its first 2 batches"):
+        module.load_state_dict({"epoch_batches_done": 2})

@@ -250,10 +250,21 @@ def test_a_zero_checkpoint_folder_exports_a_plain_student(
         assert not torch.equal(trained["lm_head.weight"], trained["shared.weight"])  # flan-t5's own head survives
 
 
-class CrashAfter(pl.Callback):
+class Batches(pl.Callback):
+    """The training batches a fit trains on, in order (their label inputs)."""
+
+    def __init__(self):
+        self.seen = []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self.seen.append(batch["label"]["input_ids"].tolist())
+
+
+class CrashAfter(Batches):
     """A crash after optimizer step `step`, mid-epoch; records the optimizer's state at every step before."""
 
     def __init__(self, step: int):
+        super().__init__()
         self.step, self.states = step, {}
 
     def on_train_batch_end(self, trainer, pl_module, *args) -> None:
@@ -263,8 +274,8 @@ class CrashAfter(pl.Callback):
             raise RuntimeError("killed mid-epoch")
 
 
-class Restored(pl.Callback):
-    """What a resumed fit starts from: its step, schedule and optimizer state."""
+class Restored(Batches):
+    """What a resumed fit starts from: its step, schedule and optimizer state; the batches it trains on."""
 
     def on_train_start(self, trainer, pl_module) -> None:
         optimizer, schedule = trainer.optimizers[0], trainer.lr_scheduler_configs[0].scheduler
@@ -272,9 +283,12 @@ class Restored(pl.Callback):
         self.exp_avg = [state["exp_avg"].clone() for state in optimizer.state.values()]
 
 
-def test_a_run_killed_mid_epoch_resumes_from_its_step_checkpoint_with_optimizer_schedule_and_step(tmp_path, cache_dir):
-    """`checkpoint_every_n_steps` writes last.ckpt within an epoch: a crash at step 5 of a 13-step epoch resumes
-    from step 4, not from the start."""
+def test_a_run_killed_mid_epoch_resumes_from_its_step_checkpoint_with_optimizer_schedule_step_and_batches(
+    tmp_path, cache_dir
+):
+    """`checkpoint_every_n_steps` writes last.ckpt within an epoch: a crash at step 5 of a 14-step epoch resumes
+    from step 4, not from the start, and trains on the epoch's batches from the fifth on: together the two fits
+    train on exactly the batches of an uninterrupted run, none twice (Lightning alone replays the epoch)."""
     overrides = ["checkpoint_every_n_steps=4", "trainer.max_epochs=2", "trainer.check_val_every_n_epoch=10"]
     cfg = compose_config("train", tmp_path, cache_dir, overrides)
     parts = assemble(prepare(cfg))
@@ -290,7 +304,11 @@ def test_a_run_killed_mid_epoch_resumes_from_its_step_checkpoint_with_optimizer_
     assert restored.step == 4 and restored.schedule_step == 4
     for mine, saved in zip(restored.exp_avg, crash.states[4], strict=True):
         torch.testing.assert_close(mine, saved)
-    assert resumed.trainer.global_step > 4
+    uninterrupted, batches = assemble(prepare(cfg)), Batches()
+    uninterrupted.trainer.callbacks.append(batches)
+    uninterrupted.trainer.fit(uninterrupted.module, datamodule=uninterrupted.datamodule)
+    assert resumed.trainer.global_step == len(batches.seen) == 2 * uninterrupted.trainer.num_training_batches
+    assert crash.seen[:4] + restored.seen == batches.seen
 
 
 @pytest.mark.parametrize("student", ["student=tiny_gpt_bigcode", "student=tiny_t5"])

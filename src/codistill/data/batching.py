@@ -3,9 +3,13 @@
 Both datamodules use it: recipe 1's FIM pairs (`FIMDataModule`) and recipe 2's exercises
 (`ExercisesDataModule`)."""
 
+import warnings
+from itertools import islice
+
 import numpy as np
 import torch
-from torch.utils.data import BatchSampler, Sampler
+from pytorch_lightning.utilities.warnings import PossibleUserWarning
+from torch.utils.data import BatchSampler, DataLoader, Sampler
 
 MEGA_BATCH_FACTOR = 50  # a length-sorted mega-batch holds this many micro-batches
 
@@ -59,6 +63,75 @@ class LengthGroupedBatchSampler(BatchSampler):
             longest = max(range(len(batches)), key=lambda b: max(self.lengths[i] for i in batches[b]))
             batches.insert(0, batches.pop(longest))
         return iter(batches)
+
+
+class ResumableDataLoader(DataLoader):
+    """A DataLoader whose first pass skips its first `skip` batches without loading them (later passes start
+    at the first batch); its length stays the epoch's. See `MidEpochResume`."""
+
+    def __init__(self, *args, skip: int = 0, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.skip, self._skipping = skip, 0
+
+    def __iter__(self):
+        self._skipping, self.skip = self.skip, 0
+        try:
+            return super().__iter__()
+        finally:
+            self._skipping = 0
+
+    @property
+    def _index_sampler(self):
+        sampler = super()._index_sampler
+        return _Skipped(sampler, self._skipping) if self._skipping else sampler
+
+
+class _Skipped:
+    def __init__(self, batches, skip: int):
+        self.batches, self.skip = batches, skip
+
+    def __iter__(self):
+        return islice(iter(self.batches), self.skip, None)
+
+    def __len__(self) -> int:
+        return len(self.batches) - self.skip
+
+
+class MidEpochResume:
+    """A datamodule mixin: a run resumed from a checkpoint written within an epoch (`checkpoint_every_n_steps`)
+    continues the epoch where it stopped. Lightning restores its progress but replays the epoch from its first
+    batch, so the batches before the checkpoint would be trained on twice. The epoch's order is fixed by
+    `(seed, epoch)` (`EpochShuffle`), so the checkpoint records how many of its batches were trained on (the
+    datamodule's state) and the resumed training dataloader skips exactly those.
+
+    Lightning restores a datamodule before it builds the dataloaders, except under DeepSpeed, which restores
+    after: there the resumed epoch is replayed from its start, with a warning."""
+
+    _skip_on_resume, _train_loader_built = 0, False
+
+    def state_dict(self) -> dict:
+        trainer = self.trainer
+        done = trainer.fit_loop.epoch_loop.batch_progress.current.processed if trainer is not None else 0
+        return {"epoch_batches_done": done if trainer is not None and done < trainer.num_training_batches else 0}
+
+    def load_state_dict(self, state: dict) -> None:
+        self._skip_on_resume = state.get("epoch_batches_done", 0)
+        if self._skip_on_resume and self._train_loader_built:
+            warnings.warn(
+                f"this strategy restores the datamodule after building the training dataloader: the resumed epoch "
+                f"replays its first {self._skip_on_resume} batches; resume from an end-of-epoch checkpoint to avoid it",
+                stacklevel=2,
+            )
+
+    def resumable_loader(self, dataset, batch_sampler, **kwargs) -> ResumableDataLoader:
+        """The training dataloader, skipping the batches a resumed epoch has trained on already."""
+        skip, self._skip_on_resume, self._train_loader_built = self._skip_on_resume, 0, True
+        return ResumableDataLoader(dataset, batch_sampler=batch_sampler, skip=skip, **kwargs)
+
+
+# Lightning's warning on a resume within an epoch assumes a replay from the epoch's start; MidEpochResume
+# continues it instead (tests/test_scaling.py checks the batches), and warns where it cannot
+warnings.filterwarnings("ignore", "You're resuming from a checkpoint that ended before the epoch", PossibleUserWarning)
 
 
 def padding_fraction_of(batches: list[list[int]], *lengths: list[int]) -> float:

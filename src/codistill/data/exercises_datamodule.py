@@ -18,6 +18,7 @@ from torch.utils.data import DataLoader
 from codistill.data.batching import (
     EpochShuffle,
     LengthGroupedBatchSampler,
+    MidEpochResume,
     epoch_batches,
     padding_fraction_of,
     right_padded,
@@ -114,7 +115,7 @@ class _Blocks(torch.utils.data.Dataset):
         return {k: v[index] for k, v in self.tensors.items()}
 
 
-class ExercisesDataModule(pl.LightningDataModule):
+class ExercisesDataModule(MidEpochResume, pl.LightningDataModule):
     """Loads a JSON Lines file of exercises, splits off a seeded validation set and yields batches
     `{"input_ids", "attention_mask", "labels"}` (long tensors, right-padded with the pad id, or eos if the
     tokenizer has no pad token; labels -100 on the problem and the padding), ready for `model(**batch)`.
@@ -252,9 +253,9 @@ class ExercisesDataModule(pl.LightningDataModule):
         return padding_fraction_of(self.train_batches(epoch), self._train_lengths())
 
     def train_dataloader(self) -> DataLoader:
-        return DataLoader(
+        return self.resumable_loader(
             self._train_set(),
-            batch_sampler=self._batch_sampler(),
+            self._batch_sampler(),
             num_workers=self.num_workers,
             collate_fn=self.collate,
         )

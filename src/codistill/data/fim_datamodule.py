@@ -18,6 +18,7 @@ from codistill.data import schema
 from codistill.data.batching import (
     EpochShuffle,
     LengthGroupedBatchSampler,
+    MidEpochResume,
     epoch_batches,
     padding_fraction_of,
     right_padded,
@@ -32,7 +33,7 @@ TASKS = (LABEL_TASK, RATIONALE_TASK)
 TEXT_COLUMNS = (schema.MIDDLE, schema.TEACHER_MIDDLE, schema.PROMPT)
 
 
-class FIMDataModule(pl.LightningDataModule):
+class FIMDataModule(MidEpochResume, pl.LightningDataModule):
     """Loads a saved distillation `DatasetDict` (`dataset_dir`: codistill-generate's, or the one
     codistill.assembly.prepare built or found, see codistill.data.cache) and yields batches
     `{"label": {...}, "rationale": {...}, "middle": [...], "teacher_middle": [...], "prompt": [...]}` whose model inputs
@@ -195,9 +196,9 @@ class FIMDataModule(pl.LightningDataModule):
         return padding_fraction_of(self.train_batches(epoch), *self.train_lengths.values())
 
     def train_dataloader(self) -> DataLoader:
-        return DataLoader(
+        return self.resumable_loader(
             self.splits["train"].select_columns(self._loaded_columns("train")),
-            batch_sampler=self._batch_sampler(),
+            self._batch_sampler(),
             num_workers=self.num_workers,
             collate_fn=self.collate,
         )
