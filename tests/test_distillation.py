@@ -128,7 +128,8 @@ def test_offline_distributions_round_trip_to_float16_precision(shared, cache_dir
     cfg, source = offline_source(shared, cache_dir, 8)
     data = load_distillation_dataset(source.cached())["validation"]
     assert set(data[schema.TEACHER_DISTRIBUTION_OF]) == {schema.MIDDLE}  # the default label_source: ground_truth
-    teacher = HFBackend.from_pretrained(tiny_teacher_dir, dtype="float32", device="cpu")
+    precision = cfg.teacher.backend.precision  # the precision it was stored in
+    teacher = HFBackend.from_pretrained(tiny_teacher_dir, dtype="float32", device="cpu", precision=precision)
     fim = FIMTokens(**cfg.teacher.fim)
     rows = data.select(range(4))
     fresh = teacher.score(

@@ -10,6 +10,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from codistill.errors import ConfigError, user_error
+from codistill.precision import lightning_precision
 
 _PACKAGED = Path(__file__).parent / "conf"
 _CHECKOUT = Path(__file__).parents[2] / "conf"
@@ -19,6 +20,9 @@ CONFIG_DIR = str(_PACKAGED if _PACKAGED.is_dir() else _CHECKOUT)
 # ${codistill.data:exercises_sample.jsonl}: a data file bundled with the package
 if not OmegaConf.has_resolver("codistill.data"):
     OmegaConf.register_new_resolver("codistill.data", lambda name: str(Path(__file__).parent / "data" / name))
+# ${codistill.precision:auto,${.accelerator}}: bf16-mixed where the hardware multiplies bf16 natively, else 32-true
+if not OmegaConf.has_resolver("codistill.precision"):
+    OmegaConf.register_new_resolver("codistill.precision", lightning_precision)
 
 
 def devices_per_node(devices) -> int:

@@ -48,6 +48,19 @@ def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     return decide(precision, device.type, cuda_bf16, cpu_flags())
 
 
+def device_of(accelerator: str) -> torch.device:
+    """The device a Lightning `accelerator` setting trains on (auto: a GPU where there is one)."""
+    if accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available()):
+        return torch.device("cuda")
+    return torch.device("mps" if accelerator == "mps" else "cpu")
+
+
+def lightning_precision(precision: str, accelerator: str) -> str:
+    """`trainer.precision` for `precision` (auto, bf16, fp32) on `accelerator`: Lightning's bf16 autocast
+    (`bf16-mixed`) where `autocast_dtype` picks bf16, else `32-true`."""
+    return "bf16-mixed" if autocast_dtype(precision, device_of(accelerator)) is not None else "32-true"
+
+
 def autocast(precision: str, device: torch.device):
     """A context that runs its matrix work in `autocast_dtype(precision, device)`."""
     dtype = autocast_dtype(precision, device)

@@ -19,6 +19,7 @@ from codistill.generation import (
 )
 from codistill.llm.generated import LENGTH, Generation
 from codistill.llm.store import cached_map, content_key
+from codistill.precision import autocast, autocast_dtype
 
 
 class HFBackend(Backend):
@@ -30,10 +31,20 @@ class HFBackend(Backend):
     length_setting = "max_new_tokens"
 
     def __init__(
-        self, model, tokenizer, name: str, max_new_tokens: int = 64, batch_size: int = 8, chunk_size: int = 256
+        self,
+        model,
+        tokenizer,
+        name: str,
+        max_new_tokens: int = 64,
+        batch_size: int = 8,
+        chunk_size: int = 256,
+        precision: str = "fp32",
     ):
-        self.model, self.tokenizer, self.name = model, tokenizer, name
+        self.model, self.tokenizer = model, tokenizer
         self.max_new_tokens, self.batch_size, self.chunk_size = max_new_tokens, batch_size, chunk_size
+        self.precision, self.device = precision, next(model.parameters()).device
+        bf16 = autocast_dtype(precision, self.device) is not None
+        self.name = f"{name} (bf16 autocast)" if bf16 else name
 
     @classmethod
     def from_pretrained(cls, name_or_path: str, dtype: str = "auto", device: str = "auto", **kwargs) -> "HFBackend":
@@ -67,11 +78,12 @@ class HFBackend(Backend):
         ]
         order = sorted(range(len(rows)), key=lambda i: -sum(map(len, rows[i])))
         out: list[TokenScores | None] = [None] * len(rows)
-        device, pad = next(self.model.parameters()).device, pad_id_of(self.tokenizer)
+        device, pad = self.device, pad_id_of(self.tokenizer)
         for start in range(0, len(order), self.batch_size):
             batch = order[start : start + self.batch_size]
             ids, mask = right_padded([rows[i][0] + rows[i][1] for i in batch], pad)
-            logits = self.model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
+            with autocast(self.precision, device):
+                logits = self.model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
             logits = logits[..., : len(self.tokenizer)]  # a head padded past the tokenizer: its rows are no tokens
             for r, i in enumerate(batch):
                 p, c = rows[i]
@@ -85,18 +97,19 @@ class HFBackend(Backend):
         text_stops = tuple(s for s in stops if s not in vocab)
         inputs = encode_prompts(self.model, self.tokenizer, prompts, self.max_new_tokens, truncate_left)
         pad = pad_id_of(self.tokenizer)
-        out = generate_ids(
-            self.model,
-            inputs,
-            pad,
-            self.max_new_tokens,
-            self.batch_size,
-            token_stops,
-            sampling,
-            desc,
-            text_stops,
-            self.tokenizer.decode,
-        )
+        with autocast(self.precision, self.device):
+            out = generate_ids(
+                self.model,
+                inputs,
+                pad,
+                self.max_new_tokens,
+                self.batch_size,
+                token_stops,
+                sampling,
+                desc,
+                text_stops,
+                self.tokenizer.decode,
+            )
         return [[self._finish(ids, text_stops) for ids in samples] for samples in out]
 
     def _finish(self, ids: list[int], text_stops: tuple[str, ...]) -> Generation:
