@@ -4,6 +4,7 @@ tiny pretraining run that `from_pretrained` loads and the cache keeps."""
 import json
 from pathlib import Path
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -91,3 +92,17 @@ def test_the_pretrained_teacher_labels_the_dataset(tmp_path, cache_dir):
     cfg = compose_config("train", tmp_path, cache_dir, ["debug=fdr", *TINY])
     data = build(cfg.data.source).build()
     assert set(data["train"]["teacher"]) == {"pretrained_gpt_bigcode"}
+
+
+def test_dropout_settings_reach_the_model_and_compiling_trains_the_same_teacher(tmp_path):
+    """`attention_dropout` and `dropout` are the saved model's; `compile` changes neither the cache key nor the
+    weights' training (it is the same computation, compiled)."""
+    rates = ["teacher.backend.name_or_path.attention_dropout=0", "teacher.backend.name_or_path.dropout=0"]
+    plain = pretrain(compose_config("pretrain", tmp_path / "plain", tmp_path / "a", [*TINY, *rates]))
+    config = AutoModelForCausalLM.from_pretrained(plain).config
+    assert config.attn_pdrop == 0 and config.resid_pdrop == 0 and config.embd_pdrop == 0
+    compiled = [*TINY, *rates, "teacher.backend.name_or_path.compile=true"]
+    again = pretrain(compose_config("pretrain", tmp_path / "compiled", tmp_path / "b", compiled))
+    assert Path(again).name == Path(plain).name  # the same cache key
+    first, second = (json.loads(Path(f, "pretraining.json").read_text())["bits_per_byte"] for f in (plain, again))
+    assert first["corpus_validation"] == pytest.approx(second["corpus_validation"], rel=0.02)

@@ -133,13 +133,20 @@ def pretrained_gpt_bigcode(
     held_out_stdlib: int = 12,
     seed: int = 0,
     precision: str = "auto",
+    attention_dropout: float = 0.1,
+    dropout: float = 0.1,
+    compile: bool = False,
     device: str = "auto",
 ) -> str:
     """The pretrained teacher's folder (see the module docstring); `corpus` is a dataset's `corpus` config
     node, split with (`validation_size`, `test_size`, `split_seed`, `split_by`) as the dataset is. It
-    trains on `device` (auto: a GPU where there is one), which is not part of the cache key, in
-    `precision` (codistill.precision: auto is bf16 autocast where the hardware has it)."""
-    settings = {k: v for k, v in locals().items() if k not in ("cache_dir", "device")}
+    trains on `device` (auto: a GPU where there is one) in `precision` (codistill.precision: auto is bf16
+    autocast where the hardware has it). `attention_dropout` (on the attention probabilities) and `dropout`
+    (residual and embedding) are transformers' 0.1 by default; attention dropout keeps SDPA off its fused
+    kernel, which costs a 256-wide teacher half its step on a CPU (benchmarks/pretrain_peak.py). `compile`:
+    `torch.compile` the model (half a minute of compilation, about 10% a step on a CPU). Neither `device`
+    nor `compile` is part of the cache key."""
+    settings = {k: v for k, v in locals().items() if k not in ("cache_dir", "device", "compile")}
     if isinstance(corpus, DictConfig):
         settings["corpus"] = OmegaConf.to_container(corpus, resolve=True)
     key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode("utf-8")).hexdigest()[:12]
@@ -162,8 +169,11 @@ def pretrained_gpt_bigcode(
             )
         weight = corpus_weight if len(library_blocks) and len(own_blocks) else float(len(own_blocks) > 0)
         where = resolve_device(device)
-        model = save_gpt_bigcode(out, tokenizer, n_positions, n_embd, n_layer, n_head, seed).to(where).train()
+        rates = {"attn_pdrop": attention_dropout, "resid_pdrop": dropout, "embd_pdrop": dropout}
+        model = save_gpt_bigcode(out, tokenizer, n_positions, n_embd, n_layer, n_head, seed, dropout=rates)
+        model = model.to(where).train()
         optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.1, betas=(0.9, 0.95))
+        forward = torch.compile(model) if compile else model
         schedule = get_cosine_schedule_with_warmup(optimizer, max(1, steps // 20), steps)
         rng, started = np.random.default_rng(seed), time.perf_counter()
         bar = tqdm(range(steps), desc="pretraining the teacher", unit="step")
@@ -171,7 +181,7 @@ def pretrained_gpt_bigcode(
             stream = own_blocks if rng.random() < weight else library_blocks
             batch = stream[rng.integers(0, len(stream), batch_size)].to(where)
             with autocast(precision, where):
-                loss = model(input_ids=batch, labels=batch).loss
+                loss = forward(input_ids=batch, labels=batch).loss
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()

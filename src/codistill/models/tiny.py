@@ -136,11 +136,21 @@ def gpt_bigcode_with_tokenizer(
 
 
 def save_gpt_bigcode(
-    out: Path, tokenizer, n_positions: int, n_embd: int, n_layer: int, n_head: int, seed: int, head_multiple: int = 1
+    out: Path,
+    tokenizer,
+    n_positions: int,
+    n_embd: int,
+    n_layer: int,
+    n_head: int,
+    seed: int,
+    head_multiple: int = 1,
+    dropout: dict[str, float] | None = None,
 ) -> GPTBigCodeForCausalLM:
     """A randomly initialised GPTBigCode with multi-query attention around `tokenizer` (its embeddings and
-    head padded to a multiple of `head_multiple` rows), saved with it and returned."""
+    head padded to a multiple of `head_multiple` rows), saved with it and returned. `dropout`: config keys
+    (`attn_pdrop`, `resid_pdrop`, `embd_pdrop`) over transformers' 0.1 each."""
     config = GPTBigCodeConfig(
+        **(dropout or {}),
         vocab_size=-(-len(tokenizer) // head_multiple) * head_multiple,
         n_positions=n_positions,
         n_embd=n_embd,
