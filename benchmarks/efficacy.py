@@ -75,6 +75,10 @@ CAUSAL_ARMS = {
     "forward_kl": ["loss=forward_kl", *KD, "teacher_logits=sampled"],
     "reverse_kl": ["loss=reverse_kl", *KD, "teacher_logits=offline"],
     "gkd (on-policy)": ["loss=gkd", *KD],
+    # what costs GKD its result: the on-policy batches (lmbda=0: the dataset's middles only), or the divergence
+    # (beta=0: forward KL, on-policy as above)
+    "gkd (lmbda=0)": ["loss=gkd", *KD, "loss.lmbda=0"],
+    "gkd (beta=0)": ["loss=gkd", *KD, "loss.beta=0"],
 }
 T5_ARMS = {
     "t5 label_only (ground truth)": ["loss=label_only", "data.label_source=ground_truth"],
@@ -101,6 +105,11 @@ def shared_settings(args) -> list[str]:
         f"{teacher}.n_layer={args.teacher_layers}",
         f"{teacher}.n_head={args.teacher_dim // 32}",
         f"{teacher}.steps={args.teacher_steps}",
+        # dropout off lets SDPA run its fused kernel and compiling trims the rest: about half the machine's bf16
+        # matmul peak instead of a quarter (docs/benchmarks.md, benchmarks/pretrain_peak.py)
+        f"{teacher}.attention_dropout=0",
+        f"{teacher}.dropout=0",
+        f"{teacher}.compile={not args.quick}",
         f"{teacher}.corpus_weight={args.corpus_weight}",
         f"teacher.backend.max_new_tokens={MAX_NEW_TOKENS}",
         "rationale.backend.max_new_tokens=8",  # no arm here learns the rationale task
@@ -224,10 +233,10 @@ def main() -> None:
     args.seeds = args.seeds or (1 if args.quick else 3)
     args.max_files = 120 if args.quick else 314
     args.teacher_dim, args.teacher_layers = (128, 4) if args.quick else (256, 6)
-    # the full teacher is kd_storage's (8,192-token BPE; 1.62 bits per byte on held-out MoonScript after 1,500
-    # steps, docs/benchmarks.md) with half its blocks from MoonScript and 600 steps: 2 s a step on 2 cores
+    # the full teacher is kd_storage's as calibrated on the GPU (8,192-token BPE, 1,500 steps: 1.62 bits per byte
+    # on held-out MoonScript, docs/benchmarks.md) with half its blocks from MoonScript: under 1 s a step on 2 cores
     args.teacher_vocab = 4096 if args.quick else 8192
-    args.teacher_steps = 300 if args.quick else 600
+    args.teacher_steps = 300 if args.quick else 1500
     args.corpus_weight = 0.3 if args.quick else 0.5
     args.student_dim, args.student_layers = (64, 2) if args.quick else (64, 3)
     # 300 steps of batch 8 (about 1.5 epochs of the training gaps) and 150 gaps per domain: 21 runs fit the
