@@ -112,7 +112,6 @@ def shared_settings(args) -> list[str]:
         f"{teacher}.compile={not args.quick}",
         f"{teacher}.corpus_weight={args.corpus_weight}",
         f"teacher.backend.max_new_tokens={MAX_NEW_TOKENS}",
-        "rationale.backend.max_new_tokens=8",  # no arm here learns the rationale task
         "data.max_target_length=64",
         "data.micro_batch_size=8",
         "trainer.max_epochs=-1",
