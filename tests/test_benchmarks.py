@@ -99,3 +99,9 @@ def test_the_zero3_generation_benchmark_times_both_arms():
     out = quick("zero3_generation.py", "--threads", "1")
     rows = {line.split("│")[1].strip() for line in out.splitlines() if line.count("│") == 4}
     assert {"round 1 s", "round 2 s", "total s"} <= rows
+
+
+def test_the_pretraining_peak_benchmark_measures_every_arm_against_the_peak():
+    out = quick("pretrain_peak.py", "--threads", "1", "--no-compile")
+    rows = {line.split("│")[1].strip() for line in out.splitlines() if line.count("│") == 6}  # 4 arms
+    assert {"step ms", "GFLOP/s", "share of bf16 peak", "vs today"} <= rows and "GFLOP/s;" in out
