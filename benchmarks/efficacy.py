@@ -184,7 +184,9 @@ def run_arm(tmp: Path, run: str, overrides: list[str], seq2seq: bool, data: tupl
         model = Seq2SeqModel.from_pretrained(folder, device="cpu", max_new_tokens=MAX_NEW_TOKENS)
     else:
         model = causal(folder, run)
-    return score(model, *data)
+    scores = score(model, *data)
+    Path(cfg.paths.output_dir, "scores.json").write_text(json.dumps(scores, indent=2))  # this seed's, kept
+    return scores
 
 
 def teacher_and_held_out_stdlib(tmp: Path, cfg) -> tuple[str, str]:
@@ -221,14 +223,8 @@ def gap_closed(rows: dict[str, dict[str, float]], baselines: dict[str, str]) -> 
                 row[f"{domain} gap closed"] = (base - row[key]) / (base - rows["teacher"][key])
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="1 seed, a small teacher, fewer files and steps")
-    parser.add_argument("--seeds", type=int, default=None)
-    parser.add_argument("--workers", type=int, default=2, help="arms trained at a time, one process each")
-    parser.add_argument("--out", default=str(ROOT / "docs" / "efficacy.md"))
-    parser.add_argument("--workdir", help="keep the teacher, datasets and runs here (a second run reuses them)")
-    args = parser.parse_args()
+def sizes(args):
+    """`args` with the run's sizes: the full run's, or --quick's."""
     args.seeds = args.seeds or (1 if args.quick else 3)
     args.max_files = 120 if args.quick else 314
     args.teacher_dim, args.teacher_layers = (128, 4) if args.quick else (256, 6)
@@ -238,15 +234,30 @@ def main() -> None:
     args.teacher_steps = 300 if args.quick else 1500
     args.corpus_weight = 0.3 if args.quick else 0.5
     args.student_dim, args.student_layers = (64, 2) if args.quick else (64, 3)
-    # 300 steps of batch 8 (about 1.5 epochs of the training gaps) and 150 gaps per domain: 21 runs fit the
-    # 60 minutes beside the teacher's pretraining (a student step is about 0.5 s on one core)
+    # 300 steps of batch 8 (about 1.5 epochs of the training gaps) and 150 gaps per domain, 3 seeds of 9 arms
     args.steps = 150 if args.quick else 300
+    return args
+
+
+def arms(args) -> dict[str, list[str]]:
+    """Every arm's overrides of codistill-train's config."""
+    common = shared_settings(args)
+    causal_arms = {name: [*student_settings(args), *o] for name, o in CAUSAL_ARMS.items()}
+    return {name: [*common, *o] for name, o in (causal_arms | T5_ARMS).items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="1 seed, a small teacher, fewer files and steps")
+    parser.add_argument("--seeds", type=int, default=None)
+    parser.add_argument("--workers", type=int, default=2, help="arms trained at a time, one process each")
+    parser.add_argument("--out", default=str(ROOT / "docs" / "efficacy.md"))
+    parser.add_argument("--workdir", help="keep the teacher, datasets and runs here (a second run reuses them)")
+    args = sizes(parser.parse_args())
     limit = 60 if args.quick else 150
     started = time.perf_counter()
     tmp = Path(args.workdir or tempfile.mkdtemp(prefix="efficacy-"))
-    common = shared_settings(args)
-    causal_arms = {name: [*student_settings(args), *o] for name, o in CAUSAL_ARMS.items()}
-    plan = {name: [*common, *o] for name, o in (causal_arms | T5_ARMS).items()}
+    plan = arms(args)
 
     datasets = {}  # the teacher first, then each stored form of its distribution, before the arms share them
     for name, overrides in plan.items():
@@ -272,9 +283,12 @@ def main() -> None:
             (n, s): pool.submit(run_arm, tmp, f"{n}-{s}", [*plan[n], *seeded(s)], n.startswith("t5"), data, threads)
             for n, s in jobs
         }
+        seeds = {}  # every seed's scores, beside the table
         for name in plan:
-            rows[name] = summarise([futures[name, seed].result() for seed in range(args.seeds)])
+            seeds[name] = [futures[name, seed].result() for seed in range(args.seeds)]
+            rows[name] = summarise(seeds[name])
             print(name, rows[name], flush=True)
+    Path(args.out).with_suffix(".seeds.json").write_text(json.dumps(seeds, indent=2))
     # each student against its own label-only baseline (T5 arms first: the causal names have no prefix)
     gap_closed(rows, {"t5 ": "t5 label_only (ground truth)", "": "label_only (ground truth)"})
     print_table("efficacy", rows)

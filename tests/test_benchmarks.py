@@ -105,3 +105,21 @@ def test_the_pretraining_peak_benchmark_measures_every_arm_against_the_peak():
     out = quick("pretrain_peak.py", "--threads", "1", "--no-compile")
     rows = {line.split("│")[1].strip() for line in out.splitlines() if line.count("│") == 6}  # 4 arms
     assert {"step ms", "GFLOP/s", "share of bf16 peak", "vs today"} <= rows and "GFLOP/s;" in out
+
+
+@pytest.mark.parametrize("quick", [False, True])
+def test_every_efficacy_arm_composes(tmp_path, quick):
+    """What the efficacy run trains, composed as it composes it: a config change that breaks an arm (an
+    override of a group no longer in the defaults) shows here, not 25 minutes into the run."""
+    sys.path.insert(0, str(BENCHMARKS))
+    from argparse import Namespace
+
+    from efficacy import arms, compose_train, seeded, sizes
+
+    plan = arms(sizes(Namespace(quick=quick, seeds=None)))
+    assert len(plan) == 9 and {"gkd (lmbda=0)", "gkd (beta=0)", "t5 uld"} <= set(plan)
+    for name, overrides in plan.items():
+        cfg = compose_train(tmp_path, name, [*overrides, *seeded(1)])
+        assert cfg.trainer.max_steps == (150 if quick else 300) and cfg.student.name_or_path.seed == 1
+        assert cfg.teacher.backend.name_or_path.steps == (300 if quick else 1500)
+    assert compose_train(tmp_path, "x", plan["gkd (lmbda=0)"]).loss.lmbda == 0
