@@ -74,15 +74,15 @@ CAUSAL_ARMS = {
     "label_only (teacher middles)": ["loss=label_only", "data.label_source=teacher"],
     "forward_kl": ["loss=forward_kl", *KD, "teacher_logits=sampled"],
     "reverse_kl": ["loss=reverse_kl", *KD, "teacher_logits=offline"],
-    "gkd (on-policy)": ["loss=gkd", *KD],
+    "gkd (on-policy)": ["loss=gkd", *KD, "teacher_logits=online"],
     # what costs GKD its result: the on-policy batches (lmbda=0: the dataset's middles only), or the divergence
     # (beta=0: forward KL, on-policy as above)
-    "gkd (lmbda=0)": ["loss=gkd", *KD, "loss.lmbda=0"],
-    "gkd (beta=0)": ["loss=gkd", *KD, "loss.beta=0"],
+    "gkd (lmbda=0)": ["loss=gkd", *KD, "teacher_logits=online", "loss.lmbda=0"],
+    "gkd (beta=0)": ["loss=gkd", *KD, "teacher_logits=online", "loss.beta=0"],
 }
-T5_ARMS = {
-    "t5 label_only (ground truth)": ["loss=label_only", "data.label_source=ground_truth"],
-    "t5 uld": ["loss=uld", "data.label_source=ground_truth", "teacher_logits=offline"],
+T5_ARMS = {  # a tiny T5 with its own SentencePiece tokenizer: only a cross-tokenizer loss reaches it
+    "t5 label_only (ground truth)": ["student=tiny_t5", "loss=label_only", "data.label_source=ground_truth"],
+    "t5 uld": ["student=tiny_t5", "loss=uld", "data.label_source=ground_truth", "teacher_logits=offline"],
 }
 
 
@@ -91,6 +91,7 @@ def shared_settings(args) -> list[str]:
     teacher = "teacher.backend.name_or_path"
     corpus = ["dataset=moonscript_fim", f"dataset.corpus.source={SHARED}"] if SHARED.is_file() else []
     return [
+        "~control",  # every arm is the others' control here
         *corpus,
         f"dataset.corpus.max_files={args.max_files}",
         "dataset.validation_size=0.1",
@@ -173,11 +174,15 @@ def score(model, dataset_dir: str, stdlib_jsonl: str, limit: int) -> dict[str, f
 
 def run_arm(tmp: Path, run: str, overrides: list[str], seq2seq: bool, data: tuple[str, str, int], threads: int):
     """Train one arm through codistill-train in this (worker) process; score its saved student on `data`
-    (dataset folder, held-out stdlib corpus, gaps per domain)."""
+    (dataset folder, held-out stdlib corpus, gaps per domain). A run scored already (a `--workdir` run that was
+    stopped) is not trained again: its scores are read back."""
     torch.set_num_threads(threads)
     from codistill.apps.train import train  # in the worker: each process imports its own
 
     cfg = compose_train(tmp, run.replace(" ", "_"), overrides)
+    scored = Path(cfg.paths.output_dir, "scores.json")
+    if scored.is_file():
+        return json.loads(scored.read_text())
     train(cfg)
     folder = str(Path(cfg.paths.output_dir) / "student")
     if seq2seq:
@@ -185,7 +190,7 @@ def run_arm(tmp: Path, run: str, overrides: list[str], seq2seq: bool, data: tupl
     else:
         model = causal(folder, run)
     scores = score(model, *data)
-    Path(cfg.paths.output_dir, "scores.json").write_text(json.dumps(scores, indent=2))  # this seed's, kept
+    scored.write_text(json.dumps(scores, indent=2))  # this seed's, kept
     return scores
 
 

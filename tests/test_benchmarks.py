@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 from hydra.utils import instantiate
 
+from codistill import compatibility
+from codistill.config import build
 from conftest import compose_config
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
@@ -109,8 +111,9 @@ def test_the_pretraining_peak_benchmark_measures_every_arm_against_the_peak():
 
 @pytest.mark.parametrize("quick", [False, True])
 def test_every_efficacy_arm_composes(tmp_path, quick):
-    """What the efficacy run trains, composed as it composes it: a config change that breaks an arm (an
-    override of a group no longer in the defaults) shows here, not 25 minutes into the run."""
+    """What the efficacy run trains, composed and checked as codistill-train checks it: a config change that
+    breaks an arm (an override of a group no longer in the defaults, a loss its teacher source cannot feed)
+    shows here, not 25 minutes into the run."""
     sys.path.insert(0, str(BENCHMARKS))
     from argparse import Namespace
 
@@ -120,6 +123,8 @@ def test_every_efficacy_arm_composes(tmp_path, quick):
     assert len(plan) == 9 and {"gkd (lmbda=0)", "gkd (beta=0)", "t5 uld"} <= set(plan)
     for name, overrides in plan.items():
         cfg = compose_train(tmp_path, name, [*overrides, *seeded(1)])
+        compatibility.check(cfg, build(cfg.loss))  # what codistill-train refuses before any model loads
         assert cfg.trainer.max_steps == (150 if quick else 300) and cfg.student.name_or_path.seed == 1
-        assert cfg.teacher.backend.name_or_path.steps == (300 if quick else 1500)
+        assert cfg.teacher.backend.name_or_path.steps == (300 if quick else 1500) and "control" not in cfg
+        assert ("tiny_t5" in cfg.student.name_or_path._target_) == name.startswith("t5")
     assert compose_train(tmp_path, "x", plan["gkd (lmbda=0)"]).loss.lmbda == 0
