@@ -42,7 +42,7 @@ class HFBackend(Backend):
     ):
         self.model, self.tokenizer = model, tokenizer
         self.max_new_tokens, self.batch_size, self.chunk_size = max_new_tokens, batch_size, chunk_size
-        self.precision, self.device = precision, next(model.parameters()).device
+        self.precision = precision
         bf16 = autocast_dtype(precision, self.device) is not None
         self.name = f"{name} (bf16 autocast)" if bf16 else name
 
@@ -50,6 +50,11 @@ class HFBackend(Backend):
     def from_pretrained(cls, name_or_path: str, dtype: str = "auto", device: str = "auto", **kwargs) -> "HFBackend":
         model, tokenizer = load_causal_lm(name_or_path, dtype, device)
         return cls(model, tokenizer, name_or_path, **kwargs)
+
+    @property
+    def device(self) -> torch.device:
+        """Where the model is now (an online teacher is moved to the student's device after loading)."""
+        return next(self.model.parameters()).device
 
     @property
     def context_length(self) -> int:
