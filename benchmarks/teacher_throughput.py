@@ -88,7 +88,10 @@ def main() -> None:
     parser.add_argument("--segment-tokens", type=int, default=96, help="segment length of the FIM prompts")
     parser.add_argument("--repeats", type=int, default=3, help="alternating timed runs of each; the median counts")
     parser.add_argument("--cache-dir", default=".cache/codistill", help="where the tiny teacher is built once")
+    parser.add_argument("--quick", action="store_true", help="8 prompts, 4 new tokens, one run: that both paths run")
     args = parser.parse_args()
+    if args.quick:
+        args.prompts, args.max_new_tokens, args.repeats, args.batch_size = 8, 4, 1, 4
     hf_logging.set_verbosity_error()
 
     folder = tiny_gpt_bigcode(args.cache_dir)

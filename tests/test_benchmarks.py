@@ -128,3 +128,8 @@ def test_every_efficacy_arm_composes(tmp_path, quick):
         assert cfg.teacher.backend.name_or_path.steps == (300 if quick else 1500) and "control" not in cfg
         assert ("tiny_t5" in cfg.student.name_or_path._target_) == name.startswith("t5")
     assert compose_train(tmp_path, "x", plan["gkd (lmbda=0)"]).loss.lmbda == 0
+
+
+def test_the_teacher_labelling_benchmark_runs_both_paths_to_the_same_outputs(tmp_path):
+    out = quick("teacher_throughput.py", "--cache-dir", str(tmp_path))
+    assert "identical outputs: yes" in out and "ratio batched / per-sample" in out
