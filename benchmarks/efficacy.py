@@ -79,10 +79,18 @@ CAUSAL_ARMS = {
     # (beta=0: forward KL, on-policy as above)
     "gkd (lmbda=0)": ["loss=gkd", *KD, "teacher_logits=online", "loss.lmbda=0"],
     "gkd (beta=0)": ["loss=gkd", *KD, "teacher_logits=online", "loss.beta=0"],
+    # hidden-state matching (its projections from the online teacher's states), alone and on top of forward KL,
+    # against forward KL from the same online teacher
+    "forward_kl (online)": ["loss=forward_kl", *KD, "teacher_logits=online"],
+    "hidden states": ["loss=label_only", "+loss.hidden.weight=1.0", KD[0], "teacher_logits=online"],
+    "forward_kl + hidden states": ["loss=forward_kl_hidden", *KD, "teacher_logits=online"],
 }
 T5_ARMS = {  # a tiny T5 with its own SentencePiece tokenizer: only a cross-tokenizer loss reaches it
     "t5 label_only (ground truth)": ["student=tiny_t5", "loss=label_only", "data.label_source=ground_truth"],
     "t5 uld": ["student=tiny_t5", "loss=uld", "data.label_source=ground_truth", "teacher_logits=offline"],
+    # approximate likelihood matching from the stored likelihood of each teacher token (no rationales here: the
+    # corpus has no rationale writer, so no step-by-step arm)
+    "t5 alm": ["student=tiny_t5", "loss=alm", "data.label_source=ground_truth", "teacher_logits=likelihoods"],
 }
 
 

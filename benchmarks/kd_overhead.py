@@ -12,11 +12,15 @@ MoonScript sample, `codistill-train`'s config composed with Hydra's compose API)
 - sampled: the same loss from `--samples` draws per token stored in the dataset (`teacher_logits=sampled`);
   the embedded teacher is random, so nearly every draw is a distinct id: the most it can store and cost;
 - online: `loss=forward_kl` with the teacher (`--teacher-dim` wide, `--teacher-layers` deep) scoring
-  every batch beside the student (`teacher_logits=online`, dense logits).
+  every batch beside the student (`teacher_logits=online`, dense logits);
+- across tokenizers (rows "own:..."): the same student around its own byte-level BPE (`--own-vocab`
+  tokens, other merges) learning label-only (its own baseline), ULD online, and ALM (`loss=alm`) online and
+  from the stored likelihood of each teacher token (`teacher_logits=likelihoods`).
 
 Throughput is target tokens (the middles and their end-of-text) per second over `--steps` steps after
 `--warmup-steps`, the median of `--repeats` runs per method, methods interleaved. Ratios are against
-label_only in the same run. Storage is the Arrow bytes of the three distribution columns per stored token.
+label_only in the same run (the cross-tokenizer arms: against their own student's label_only). Storage is the
+Arrow bytes of the stored teacher columns per stored token.
 
     python benchmarks/kd_overhead.py [--steps 40] [--repeats 3] [--top-k 8 32 128] [--samples 64] [--threads 1]
     python benchmarks/kd_overhead.py --quick   # every arm for a few steps (tests/test_benchmarks.py)
@@ -43,7 +47,7 @@ from codistill.config import (
 from codistill.data import schema  # noqa: E402
 from codistill.data.fim_datamodule import load_distillation_dataset  # noqa: E402
 from codistill.models.tiny import tiny_gpt_bigcode  # noqa: E402
-from codistill.tables import print_table  # noqa: E402
+from codistill.tables import print_table, transposed  # noqa: E402
 
 
 def config(tmp: Path, overrides: list[str]):
@@ -53,6 +57,12 @@ def config(tmp: Path, overrides: list[str]):
         cfg.paths.data_dir, cfg.paths.cache_dir = str(tmp / "data"), str(tmp / "cache")
         cfg.paths.output_dir = str(tmp / "out")
     return cfg
+
+
+def stored(cfg, form: str) -> float:
+    """Arrow bytes per label token of the dataset `cfg` builds, in its stored `form`."""
+    train = load_distillation_dataset(build(cfg.data.source).cached())["train"]
+    return schema.distribution_bytes_per_token(train)[form]
 
 
 def one_run(cfg, student_dir: str, args) -> float:
@@ -93,6 +103,7 @@ def main() -> None:
     parser.add_argument("--student-layers", type=int, default=4)
     parser.add_argument("--teacher-dim", type=int, default=256)
     parser.add_argument("--teacher-layers", type=int, default=6)
+    parser.add_argument("--own-vocab", type=int, default=600, help="the cross-tokenizer student's BPE size")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--quick", action="store_true", help="a few steps of tiny models: that every arm runs")
@@ -112,35 +123,43 @@ def main() -> None:
         f"teacher.backend.name_or_path.n_layer={args.teacher_layers}",
         f"data.micro_batch_size={args.batch_size}",
     ]
-    methods = {"label_only": config(tmp, [*teacher, "loss=label_only"])}
+    own_dir = tiny_gpt_bigcode(
+        cache, vocab_size=args.own_vocab, n_embd=args.student_dim, n_layer=args.student_layers, seed=1
+    )
+    methods = {"label_only": (config(tmp, [*teacher, "loss=label_only"]), student_dir)}  # name: (cfg, student)
     storage = {}
     for k in args.top_k:
         cfg = config(tmp, [*teacher, "loss=forward_kl", "teacher_logits=offline", f"teacher_logits.top_k={k}"])
-        train = load_distillation_dataset(build(cfg.data.source).cached())["train"]
-        storage[f"offline top-{k}"] = schema.distribution_bytes_per_token(train)["top_k"]
-        methods[f"offline top-{k}"] = cfg
+        storage[f"offline top-{k}"], methods[f"offline top-{k}"] = stored(cfg, "top_k"), (cfg, student_dir)
     for n in args.samples:
         cfg = config(tmp, [*teacher, "loss=forward_kl", "teacher_logits=sampled", f"teacher_logits.samples={n}"])
-        train = load_distillation_dataset(build(cfg.data.source).cached())["train"]
-        storage[f"sampled n={n}"] = schema.distribution_bytes_per_token(train)["sampled"]
-        methods[f"sampled n={n}"] = cfg
-    methods["online (dense)"] = config(tmp, [*teacher, "loss=forward_kl", "teacher_logits=online"])
-    build(methods["label_only"].data.source).cached()
+        storage[f"sampled n={n}"], methods[f"sampled n={n}"] = stored(cfg, "sampled"), (cfg, student_dir)
+    methods["online (dense)"] = (config(tmp, [*teacher, "loss=forward_kl", "teacher_logits=online"]), student_dir)
+    own = {
+        "own:label_only": ["loss=label_only"],
+        "own:uld online": ["loss=uld", "teacher_logits=online"],
+        "own:alm online": ["loss=alm", "teacher_logits=online"],
+        "own:alm stored": ["loss=alm", "teacher_logits=likelihoods"],
+    }
+    for name, overrides in own.items():
+        methods[name] = (config(tmp, [*teacher, *overrides]), own_dir)
+    storage["own:alm stored"] = stored(methods["own:alm stored"][0], "likelihoods")
+    build(methods["label_only"][0].data.source).cached()
     runs = {name: [] for name in methods}
     for _ in range(args.repeats):
-        for name, cfg in methods.items():
-            runs[name].append(one_run(cfg, student_dir, args))
-    base = statistics.median(runs["label_only"])
+        for name, (cfg, student) in methods.items():
+            runs[name].append(one_run(cfg, student, args))
     rows = {}
     for name, values in runs.items():
+        base = statistics.median(runs["own:label_only" if name.startswith("own:") else "label_only"])
         speed = statistics.median(values)
         rows[name] = {
-            "target tokens/s": round(speed, 1),
+            "target tokens/s": round(speed),
             "vs label_only": round(speed / base, 3),
             "step cost": f"{base / speed - 1:+.1%}",
             "stored bytes/token": round(storage[name], 1) if name in storage else "-",
         }
-    print_table(f"KD overhead ({args.steps} steps x {args.repeats} runs, median; CPU fp32)", rows)
+    print_table(f"KD overhead ({args.steps} steps x {args.repeats} runs, median; CPU fp32)", transposed(rows))
 
 
 if __name__ == "__main__":

@@ -38,10 +38,11 @@ def quick(script: str, *args: str) -> str:
 
 def test_the_kd_overhead_benchmark_steps_every_teacher_source_through_the_assembled_module():
     out = quick("kd_overhead.py", "--threads", "1")
-    header = next(line for line in out.splitlines() if "label_only" in line)
-    assert all(arm in header for arm in ("offline top-8", "sampled n=8", "online (dense)"))
-    ratios = next(line for line in out.splitlines() if "vs label_only" in line)
-    assert ratios.split("│")[2].strip() == "1.0000"  # the baseline's ratio to itself
+    rows = {cells[1].strip(): cells[2:] for cells in (line.split("│") for line in out.splitlines()) if len(cells) == 7}
+    arms = ("offline top-8", "sampled n=8", "online (dense)", "own:alm online", "own:alm stored")
+    assert all(arm in rows for arm in arms)
+    assert rows["label_only"][1].strip() == rows["own:label_only"][1].strip() == "1.0000"  # each baseline
+    assert 0 < float(rows["own:alm stored"][3]) < 20  # bytes per stored teacher token
 
 
 def test_the_student_throughput_benchmark_runs_both_paths(tmp_path):
@@ -120,7 +121,13 @@ def test_every_efficacy_arm_composes(tmp_path, quick):
     from efficacy import arms, compose_train, seeded, sizes
 
     plan = arms(sizes(Namespace(quick=quick, seeds=None)))
-    assert len(plan) == 9 and {"gkd (lmbda=0)", "gkd (beta=0)", "t5 uld"} <= set(plan)
+    assert len(plan) == 13 and {
+        "gkd (lmbda=0)",
+        "gkd (beta=0)",
+        "t5 uld",
+        "t5 alm",
+        "forward_kl + hidden states",
+    } <= set(plan)
     for name, overrides in plan.items():
         cfg = compose_train(tmp_path, name, [*overrides, *seeded(1)])
         compatibility.check(cfg, build(cfg.loss))  # what codistill-train refuses before any model loads
@@ -128,6 +135,7 @@ def test_every_efficacy_arm_composes(tmp_path, quick):
         assert cfg.teacher.backend.name_or_path.steps == (300 if quick else 1500) and "control" not in cfg
         assert ("tiny_t5" in cfg.student.name_or_path._target_) == name.startswith("t5")
     assert compose_train(tmp_path, "x", plan["gkd (lmbda=0)"]).loss.lmbda == 0
+    assert compose_train(tmp_path, "x", plan["hidden states"]).loss.hidden.weight == 1.0
 
 
 def test_the_teacher_labelling_benchmark_runs_both_paths_to_the_same_outputs(tmp_path):

@@ -173,8 +173,13 @@ def test_sampled_distributions_are_draws_from_the_teachers_and_load_as_their_fre
     assert schema.distribution_bytes_per_token(data)["sampled"] > 0
 
 
-def test_a_killed_offline_generation_resumes_without_recomputing(tmp_path, cache_dir, monkeypatch):
-    cfg = compose_config("train", tmp_path, cache_dir, [*CAUSAL, "teacher_logits=offline", "teacher_logits.top_k=4"])
+@pytest.mark.parametrize(
+    "stored",
+    [[*CAUSAL, "teacher_logits=offline", "teacher_logits.top_k=4"], [*SEQ2SEQ, "teacher_logits=likelihoods"]],
+    ids=["top-k", "likelihoods"],
+)
+def test_a_killed_offline_generation_resumes_without_recomputing(tmp_path, cache_dir, monkeypatch, stored):
+    cfg = compose_config("train", tmp_path, cache_dir, stored)
     source, real, scored = build(cfg.data.source), HFBackend._score, []
 
     def dies_on_its_second_chunk(self, pairs, *settings):

@@ -17,7 +17,7 @@ from codistill import compatibility
 from codistill.config import build, loggable
 from codistill.data.fim_datamodule import check_saved_dataset
 from codistill.distributed import rank_and_world
-from codistill.losses import DistillationLoss
+from codistill.losses import BatchAligner, DistillationLoss
 
 
 class LazyTeacher:
@@ -74,9 +74,13 @@ def assemble(prepared: Prepared) -> Assembled:
     data.pop("source", None)  # how prepare builds the dataset; the datamodule reads what it built
     if prepared.dataset_dir:
         data["dataset_dir"] = prepared.dataset_dir
+    if loss is not None and loss.matches_likelihoods:  # ALM: the teacher's tokens read online, or stored ends
+        teacher_tokenizer = getattr(source["teacher"], "tokenizer", None)
+        source["aligner"] = BatchAligner(student.tokenizer, teacher_tokenizer, loss.chunks)
     datamodule = build(data, tokenizer=student.tokenizer, **source)
     model_loss = {"loss": loss} if loss is not None else {}
-    module = build(cfg.model, model=student.model, tokenizer=student.tokenizer, **model_loss, **source)
+    teacher = {"teacher": source["teacher"]} if source else {}
+    module = build(cfg.model, model=student.model, tokenizer=student.tokenizer, **model_loss, **teacher)
     callbacks = [build(c) for c in (cfg.get("callbacks") or {}).values()]
     loggers = [build(c) for c in (cfg.get("logger") or {}).values()]
     trainer = build(cfg.trainer, callbacks=callbacks, logger=loggers or False)

@@ -45,12 +45,34 @@ def check(cfg: DictConfig, loss: DistillationLoss | None) -> None:
         )
     if loss.lmbda and not causal:
         raise ConfigError("loss.lmbda > 0 (on-policy GKD) needs a causal student that shares the teacher's tokenizer")
+    if loss.hidden is not None and not causal:
+        raise ConfigError(
+            "loss.hidden pairs the student's hidden states with the teacher's position by position: it needs a "
+            "causal student with the teacher's tokenizer (e.g. student=tiny_gpt_bigcode), or set loss.hidden=null"
+        )
+    if loss.hidden is not None and not (source is not None and source.online):
+        raise ConfigError("loss.hidden reads the teacher's hidden states as it runs: set teacher_logits=online")
     if not loss.needs_teacher:
         return
     if source is None:
         raise ConfigError(
             f"loss.divergence={loss.divergence} reads the teacher's distribution: add teacher_logits=online "
             "or teacher_logits=offline"
+        )
+    if loss.matches_likelihoods and (recipe_2 or loss.lmbda):
+        raise ConfigError(
+            "loss=alm matches the likelihoods of a FIM label's chunks: it trains recipe 1's students off-policy "
+            "(set loss.lmbda=0; for exercises use a token-wise loss)"
+        )
+    if loss.matches_likelihoods and not source.likelihoods:
+        raise ConfigError(
+            "loss=alm reads the teacher's likelihood of each of its tokens: use teacher_logits=online or "
+            "teacher_logits=likelihoods (stored), not top-k or draws"
+        )
+    if not loss.matches_likelihoods and not source.distributions:
+        raise ConfigError(
+            f"loss.divergence={loss.divergence} reads the teacher's next-token distributions, which "
+            "teacher_logits=likelihoods does not store: use teacher_logits=offline or online, or loss=alm"
         )
     if loss.lmbda and not source.online:
         raise ConfigError("loss.lmbda > 0 scores the student's own samples: it needs teacher_logits=online")

@@ -16,6 +16,11 @@ step (`teacher_batch`); the loss pairs it with the student's targets (`codistill
   distinct ids and their counts): their empirical distribution's forward KL has, in expectation, the
   gradient of the dense forward KL (random-sampling KD, Anshumann et al. 2025, "Sparse Logit Sampling"),
   where top-k is biased towards the head of the distribution.
+- `StoredLikelihoods` (`loss=alm`): codistill-generate stored the teacher's log-probability of each of its own
+  tokens of the label and where each ends in the text; the student's chunks are aligned to them in collate.
+
+What a source gives decides which losses it serves: next-token `distributions` (top-k, draws, dense logits:
+every loss but `alm`) and per-token `likelihoods` (`alm`); the online teacher gives both.
 """
 
 import numpy as np
@@ -31,12 +36,15 @@ from codistill.losses import (
     IGNORE_INDEX,
     Dense,
     Draws,
+    Likelihoods,
     Projected,
     Projection,
     TeacherTokens,
     TopK,
     heads_apply,
     logits_at,
+    outputs_at,
+    target_mask,
 )
 
 
@@ -46,6 +54,7 @@ class OnlineTeacher:
 
     online = True
     forward_kl_only = False
+    distributions, likelihoods = True, True
     columns = ("teacher_input_ids", "teacher_labels")  # what `encode` adds and `collate` reads
     requires = (schema.TEACHER_PROMPT,)  # what the dataset must hold
 
@@ -78,11 +87,18 @@ class OnlineTeacher:
         return {"teacher": TeacherTokens(inputs, attention, labels)}
 
     @torch.no_grad()
-    def teacher_batch(self, tokens: TeacherTokens, fused: bool = False) -> Dense | Projected:
+    def teacher_batch(self, tokens: TeacherTokens, fused: bool = False) -> Dense | Projected | Likelihoods:
         """The teacher's dense logits over its tokens, or (`fused`) its last hidden states and output
         embeddings, for the fused kernels; over the tokenizer's tokens only: a head padded past the tokenizer
-        (santacoder's 49,280 rows over 49,157 tokens) has rows that are no token of the student's."""
+        (santacoder's 49,280 rows over 49,157 tokens) has rows that are no token of the student's. Tokens
+        with an `alignment` (loss=alm) give the `Likelihoods` of their targets instead."""
         width = len(self.tokenizer)
+        if tokens.alignment is not None:
+            dense = self.teacher_batch(TeacherTokens(tokens.input_ids, tokens.attention_mask, tokens.labels))
+            logits = dense.logits if dense.at_targets else dense.logits[dense.mask]
+            targets = target_mask(tokens.labels, shift=True)[1][dense.mask]
+            logprobs = torch.log_softmax(logits.float(), -1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+            return Likelihoods(logprobs, tokens.alignment)
         if fused:
             projection = Projection.of(self.model, tokens.input_ids, tokens.attention_mask)
             return Projected(projection.hidden, projection.weight[:width], tokens.mask)
@@ -93,12 +109,21 @@ class OnlineTeacher:
         logits = self.model(input_ids=tokens.input_ids, attention_mask=tokens.attention_mask).logits
         return Dense(logits[..., :width], mask)
 
+    @torch.no_grad()
+    def hidden_batch(self, tokens: TeacherTokens, layers: tuple[int, ...]) -> Dense:
+        """`teacher_batch`'s dense logits at the targets, and the teacher's hidden states there after each of
+        `layers` (loss.hidden, codistill.losses.hidden), from the same forward pass."""
+        mask = tokens.mask
+        logits, states = outputs_at(self.model, tokens.input_ids, tokens.attention_mask, mask, layers)
+        return Dense(logits[..., : len(self.tokenizer)], mask, at_targets=True, states=states)
+
 
 class OfflineTeacher:
     """The teacher's top-k distributions stored by codistill-generate (`top_k` of them per position)."""
 
     online = False
     forward_kl_only = False  # a source whose distributions estimate forward KL at temperature 1 and no other
+    distributions, likelihoods = True, False
     columns = (schema.TEACHER_TOPK_IDS, schema.TEACHER_TOPK_LOGPROBS, schema.TEACHER_TAIL_MASS)
     requires = schema.TEACHER_DISTRIBUTION_COLUMNS
 
@@ -117,16 +142,7 @@ class OfflineTeacher:
                 f"the dataset stores the top {stored} teacher tokens per position, fewer than "
                 f"teacher_logits.top_k={self.top_k}: lower it, or regenerate with that top_k"
             )
-        return self._check_label(row, label_column)
-
-    @staticmethod
-    def _check_label(row: dict, label_column: str) -> dict:
-        if row[schema.TEACHER_DISTRIBUTION_OF] != label_column:
-            raise ConfigError(
-                f"the dataset's teacher distributions cover {row[schema.TEACHER_DISTRIBUTION_OF]!r}, but the student "
-                f"learns {label_column!r}: set data.label_source to match, or regenerate the dataset"
-            )
-        return {}
+        return check_label(row, label_column)
 
     def collate(self, rows: list[dict]) -> dict:
         """`TopK`: [B, L, k] ids and log-probabilities, [B, L] tail and mask (padding: id 0, masked out). A dataset
@@ -172,7 +188,7 @@ class SampledTeacher(OfflineTeacher):
                 f"the dataset stores {sum(counts[0])} draws per position, not teacher_logits.samples={self.samples}: "
                 "set it to match, or regenerate with that number"
             )
-        return self._check_label(row, label_column)
+        return check_label(row, label_column)
 
     def collate(self, rows: list[dict]) -> dict:
         """`Draws`: [B, L, d] ids and log(count / n) for the most distinct ids d at any position; the rest of a
@@ -191,6 +207,48 @@ class SampledTeacher(OfflineTeacher):
                 logprobs[i, j, : len(drawn)] = np.log(np.asarray(counts, np.float32) / self.samples)
         mask = np.arange(width) < lengths[:, None]
         return {"teacher": Draws(*map(torch.from_numpy, (ids, logprobs, mask)))}
+
+
+class StoredLikelihoods:
+    """The teacher's log-probability of each of its tokens of the label, and each token's end in the text,
+    stored by codistill-generate (schema.TEACHER_LIKELIHOODS): `loss=alm` from a dataset, no teacher in memory,
+    8 bytes a token. The datamodule aligns them to the student's tokens (codistill.losses.alignment)."""
+
+    online = False
+    forward_kl_only = False
+    distributions, likelihoods = False, True
+    vocabulary = None  # ALM compares no vocabularies
+    columns = (schema.TEACHER_TOKEN_LOGPROBS, schema.TEACHER_TOKEN_ENDS)
+    requires = schema.TEACHER_LIKELIHOOD_COLUMNS
+
+    def __init__(self, stores_likelihoods: bool = True):
+        if not stores_likelihoods:  # the config key tells the dataset's builder (data.source) to store them
+            raise ConfigError("teacher_logits=likelihoods reads stored likelihoods: leave stores_likelihoods=true")
+
+    def to(self, device) -> "StoredLikelihoods":
+        return self
+
+    def encode(self, row: dict, label_column: str) -> dict:
+        return check_label(row, label_column)
+
+    def collate(self, rows: list[dict]) -> dict:
+        """`Likelihoods`: every example's log-probabilities end to end, and each example's token ends."""
+        logprobs = [lp for r in rows for lp in r[schema.TEACHER_TOKEN_LOGPROBS]]
+        ends = [list(r[schema.TEACHER_TOKEN_ENDS]) for r in rows]
+        return {"teacher": Likelihoods(torch.tensor(logprobs, dtype=torch.float32), ends=ends)}
+
+    def teacher_batch(self, stored: Likelihoods, fused: bool = False) -> Likelihoods:
+        return stored
+
+
+def check_label(row: dict, label_column: str) -> dict:
+    """Nothing to add to the row, once its stored teacher columns are known to cover the label the student learns."""
+    if row[schema.TEACHER_DISTRIBUTION_OF] != label_column:
+        raise ConfigError(
+            f"the dataset's teacher distributions cover {row[schema.TEACHER_DISTRIBUTION_OF]!r}, but the student "
+            f"learns {label_column!r}: set data.label_source to match, or regenerate the dataset"
+        )
+    return {}
 
 
 def tokenizer_vocabulary(tokenizer: str | None) -> dict[str, int] | None:

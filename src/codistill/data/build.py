@@ -7,6 +7,7 @@ from codistill.data.fim import fill_here, segment, split_fim
 from codistill.data.splits import SPLITS, assign_splits, file_id, group_of
 from codistill.errors import ConfigError
 from codistill.llm.store import ResultStore, content_key, in_shard
+from codistill.losses.alignment import target_ends, token_ends
 from codistill.progress import tqdm
 from codistill.rng import stable_rng
 
@@ -62,6 +63,7 @@ def build_fim_dataset(
     teacher_topk: int = 0,
     distribution_of: str = schema.TEACHER_MIDDLE,
     teacher_samples: int = 0,
+    teacher_likelihoods: bool = False,
 ) -> DatasetDict | None:
     """The distillation dataset, with the columns of `codistill.data.schema.FEATURES`, split into train,
     validation and test by file or repository (`split_by`, see codistill.data.splits): no file has
@@ -71,7 +73,8 @@ def build_fim_dataset(
     with no `rationale` writer the rationale columns are empty strings (students that learn no rationale).
     With `teacher_topk` > 0 the teacher's top-k distributions over the tokens of `distribution_of` (a
     label column) are stored too (`schema.TEACHER_DISTRIBUTION`), through the store as well; with
-    `teacher_samples` > 0, that many draws from them (`schema.TEACHER_SAMPLES`).
+    `teacher_samples` > 0, that many draws from them (`schema.TEACHER_SAMPLES`); with `teacher_likelihoods`, the
+    likelihood of each of the teacher's tokens of that label and where it ends (`schema.TEACHER_LIKELIHOODS`).
     With `shard=(i, n)`, n > 1, only the segments of shard i are labelled and None is returned: run
     every shard (one per GPU), then once with n = 1 to assemble the dataset from the store."""
     if segment_cfg.get("unit", "tokens") == "tokens":
@@ -90,7 +93,7 @@ def build_fim_dataset(
     codes, middles = [r[schema.PROMPT] for r in mine], [r[schema.MIDDLE] for r in mine]
     rationales = rationale.explain(language, codes, middles, store) if rationale else [""] * len(mine)
     scores = [None] * len(mine)
-    if teacher_topk or teacher_samples:
+    if teacher_topk or teacher_samples or teacher_likelihoods:
         labels = outputs if distribution_of == schema.TEACHER_MIDDLE else middles
         prefixes, suffixes = [r[schema.PREFIX] for r in mine], [r[schema.SUFFIX] for r in mine]
         scores = teacher.score(prefixes, suffixes, labels, teacher_topk, store, teacher_samples)
@@ -121,11 +124,23 @@ def build_fim_dataset(
             record.update(
                 {schema.TEACHER_SAMPLE_IDS: score.sample_ids, schema.TEACHER_SAMPLE_COUNTS: score.sample_counts}
             )
+        if teacher_likelihoods:
+            label = record[distribution_of]
+            ends = target_ends(
+                score.ids, *token_ends(teacher.tokenizer, label), teacher.tokenizer.eos_token_id, len(label)
+            )
+            record.update(
+                {
+                    schema.TEACHER_TOKEN_LOGPROBS: score.logprobs,
+                    schema.TEACHER_TOKEN_ENDS: [-1 if e is None else e for e in ends],
+                }
+            )
     features = Features(
         {
             **schema.FEATURES,
             **(schema.TEACHER_DISTRIBUTION if teacher_topk else {}),
             **(schema.TEACHER_SAMPLES if teacher_samples else {}),
+            **(schema.TEACHER_LIKELIHOODS if teacher_likelihoods else {}),
         }
     )
     parts = {name: [r for r, g in zip(records, groups, strict=True) if assignment[g] == name] for name in SPLITS}

@@ -40,6 +40,7 @@ class DistillationSource:
     teacher_topk: int = 0  # > 0: store the teacher's top-k distributions over the label too
     label_source: str = "teacher"  # which label (data.label_source) the distributions cover
     teacher_samples: int = 0  # > 0: store that many draws from the teacher's distributions over the label
+    teacher_likelihoods: bool = False  # store the likelihood of each of the teacher's tokens of the label
 
     def key(self) -> str:
         """A stable hash of everything that decides the dataset's content, its columns included."""
@@ -49,6 +50,8 @@ class DistillationSource:
             parts["distributions"] = {"top_k": self.teacher_topk, "of": self.label_source}
         if self.teacher_samples:
             parts["samples"] = {"n": self.teacher_samples, "of": self.label_source, "seeded": "per pair"}
+        if self.teacher_likelihoods:
+            parts["likelihoods"] = {"of": self.label_source}
         return hashlib.sha256(OmegaConf.to_yaml(OmegaConf.create(parts)).encode("utf-8")).hexdigest()[:12]
 
     def folder(self) -> Path:
@@ -80,6 +83,7 @@ class DistillationSource:
                 teacher_topk=self.teacher_topk,
                 distribution_of=schema.LABEL_COLUMNS[self.label_source],
                 teacher_samples=self.teacher_samples,
+                teacher_likelihoods=self.teacher_likelihoods,
             )
 
     def cached(self, rank: int = 0, world: int = 1, load_teacher=None) -> str:

@@ -39,7 +39,8 @@ class FIMDataModule(MidEpochResume, pl.LightningDataModule):
     `{"label": {...}, "rationale": {...}, "middle": [...], "teacher_middle": [...], "prompt": [...]}` whose model inputs
     are padded with the pad id and whose labels are padded with -100. A causal student (`fim`: its FIM
     sentinels) has the label task only, its labels -100 on the prompt; a `teacher` source adds its part
-    (`"teacher"`, see codistill.losses.teacher_batch).
+    (`"teacher"`, see codistill.losses.teacher_batch), and an `aligner` (loss=alm, a
+    codistill.losses.BatchAligner) the chunks its tokens share with the student's.
 
     With `group_by_length` (the default) the training batches hold examples of similar input length
     (`train_batches`, `padding_fraction`); otherwise they are random. Either way the order is fixed by
@@ -61,6 +62,7 @@ class FIMDataModule(MidEpochResume, pl.LightningDataModule):
         group_by_length: bool = True,
         fim: dict | None = None,
         teacher=None,
+        aligner=None,
     ):
         super().__init__()
         if label_source not in schema.LABEL_COLUMNS:
@@ -71,7 +73,7 @@ class FIMDataModule(MidEpochResume, pl.LightningDataModule):
         self.max_source_length, self.max_target_length = max_source_length, max_target_length
         self.max_rationale_length, self.drop_empty_labels = max_rationale_length, drop_empty_labels
         self.seed, self.group_by_length = seed, group_by_length
-        self.fim, self.teacher = (FIMTokens(**fim) if fim else None), teacher
+        self.fim, self.teacher, self.aligner = (FIMTokens(**fim) if fim else None), teacher, aligner
         self.tasks = (LABEL_TASK,) if self.fim else TASKS
         self.tensor_columns = tuple(f"{task}_{part}" for task in self.tasks for part in ("input_ids", "labels"))
         self.pad_token_id = tokenizer.pad_token_id
@@ -159,6 +161,9 @@ class FIMDataModule(MidEpochResume, pl.LightningDataModule):
         batch.update({column: [r[column] for r in rows] for column in TEXT_COLUMNS})
         if self.teacher is not None:
             batch.update(self.teacher.collate(rows))
+        if self.aligner is not None:  # loss=alm: the two tokenizations of each label, cut into shared chunks
+            targets = [[t for t in r["label_labels"] if t != IGNORE_INDEX] for r in rows]
+            self.aligner.attach(batch["teacher"], [r[self.label_column] for r in rows], targets)
         return batch
 
     def _loaded_columns(self, split: str) -> list[str]:

@@ -13,6 +13,7 @@ the eval tasks cannot drift apart, and model names stay in the provenance column
 | `segment_index`, `fim_mode` | which segment of the file, and how its gap was cut (`line` or `char`) |
 | `teacher`, `rationale_model`, `rationale_template` | which models, and which prompt template, wrote what |
 | `teacher_topk_*`, `teacher_tail_mass`, `teacher_distribution_of` | optional: the teacher's top-k distributions |
+| `teacher_sample_*`, `teacher_token_*` | optional: draws from them; the likelihood of each teacher token |
 
 `middle` is the ground truth's one name in the product: in datamodule batches, prediction rows and eval
 samples too. `ORIGINAL_NAMES` maps to the original recipe's column names, an export option of
@@ -88,12 +89,29 @@ TEACHER_SAMPLES = Features(
 )
 
 
+# The likelihood form (teacher_logits=likelihoods, for loss=alm): the teacher's log-probability of each of its
+# own tokens of the label and end-of-text (float32), and where each token ends in the label, in characters
+# (int32; end-of-text: one past the end; -1 where the teacher's token is not the text's own tokenization):
+# any student's chunks (codistill.losses.alignment) are rebuilt from them. 8 bytes per token, plus list offsets.
+TEACHER_TOKEN_LOGPROBS = "teacher_token_logprobs"
+TEACHER_TOKEN_ENDS = "teacher_token_ends"
+TEACHER_LIKELIHOOD_COLUMNS = (TEACHER_TOKEN_LOGPROBS, TEACHER_TOKEN_ENDS, TEACHER_DISTRIBUTION_OF)
+TEACHER_LIKELIHOODS = Features(
+    {
+        TEACHER_TOKEN_LOGPROBS: List(Value("float32")),
+        TEACHER_TOKEN_ENDS: List(Value("int32")),
+        TEACHER_DISTRIBUTION_OF: Value("string"),
+    }
+)
+
+
 def distribution_bytes_per_token(split: Dataset) -> dict[str, float]:
-    """What the stored teacher distributions cost, per form (top_k, sampled): Arrow bytes of their columns
-    per label token."""
+    """What the stored teacher distributions cost, per form (top_k, sampled, likelihoods): Arrow bytes of their
+    columns per label token."""
     forms = {
         "top_k": (TEACHER_TOPK_IDS, TEACHER_TOPK_LOGPROBS, TEACHER_TAIL_MASS),
         "sampled": (TEACHER_SAMPLE_IDS, TEACHER_SAMPLE_COUNTS),
+        "likelihoods": (TEACHER_TOKEN_LOGPROBS, TEACHER_TOKEN_ENDS),
     }
     out = {}
     for form, columns in forms.items():

@@ -6,7 +6,7 @@ first and applying the head to those rows gives the same logits there without th
 with a 49k vocabulary costs about as much as a small student's trunk. Where a model post-processes its
 logits (a soft cap, a scale), the head is not the whole story and the full logits are used instead."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -15,9 +15,11 @@ POST_PROCESSING = ("final_logit_softcapping", "logit_scale", "logits_scaling")  
 
 @dataclass
 class AtTargets:
-    """Logits [N, V] at the N positions a [B, L] mask marks, in flat (row-major) order."""
+    """Logits [N, V] at the N positions a [B, L] mask marks, in flat (row-major) order, and (hidden-state
+    matching, codistill.losses.hidden) the hidden states [N, H] of chosen layers there."""
 
     logits: torch.Tensor
+    states: list[torch.Tensor] = field(default_factory=list)
 
 
 def heads_apply(model) -> bool:
@@ -29,5 +31,20 @@ def heads_apply(model) -> bool:
 def logits_at(model, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, mask: torch.Tensor) -> torch.Tensor:
     """`model`'s logits [N, V] at the positions `mask` [B, L] marks. The head is called as a module, so
     ZeRO-3 gathers its weight as for a full forward pass."""
-    hidden = model.base_model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-    return model.get_output_embeddings()(hidden[mask])
+    return outputs_at(model, input_ids, attention_mask, mask)[0]
+
+
+def outputs_at(
+    model, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, mask: torch.Tensor, layers=()
+) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """`model`'s logits [N, V] at the positions `mask` [B, L] marks, and its hidden states [N, H] there after
+    each of `layers` (transformers' `hidden_states` numbering: 0 the embeddings), from one forward pass: the
+    head at those rows only where it applies (`heads_apply`), else the full logits gathered."""
+    states = bool(layers)
+    if heads_apply(model):
+        out = model.base_model(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=states)
+        logits = model.get_output_embeddings()(out.last_hidden_state[mask])
+    else:
+        out = model(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=states)
+        logits = out.logits[mask]
+    return logits, [out.hidden_states[i][mask] for i in layers]

@@ -12,6 +12,9 @@ the flat positions `index`.
 - `Draws` (sampled): the distinct ids of n draws [B, L, d] and log(count / n); the draws are the whole
   distribution (no tail). A row shorter than d repeats its first id with no mass (log-probability `EMPTY`),
   which changes no bucket.
+- `Likelihoods` (`loss=alm`): the log-probability of each of the teacher's own target tokens, and the
+  `Alignment` of the two tokenizations into chunks (codistill.losses.alignment), which the datamodule's
+  collate attaches (to `TeacherTokens` online, to the stored likelihoods offline).
 """
 
 from dataclasses import dataclass
@@ -25,14 +28,31 @@ from codistill.losses.targets import target_mask
 
 
 @dataclass
+class Alignment:
+    """Which chunk each target is in, numbered across the batch (-1: none), for the student's targets and the
+    teacher's, each side's in flat order (example by example); `coverage`: the share of the label characters
+    in chunks."""
+
+    student: torch.Tensor  # [N_s]
+    teacher: torch.Tensor  # [N_t]
+    n_chunks: int
+    coverage: float
+
+
+@dataclass
 class TeacherTokens:
     input_ids: torch.Tensor
     attention_mask: torch.Tensor
     labels: torch.Tensor  # the teacher's tokens of the targets, -100 elsewhere (unshifted, as a causal LM's)
+    alignment: Alignment | None = None  # loss=alm: the teacher then gives its targets' `Likelihoods`
 
     @property
     def mask(self) -> torch.Tensor:
         return target_mask(self.labels, shift=True)[0]
+
+    def targets(self) -> list[list[int]]:
+        """Each example's target ids, in order."""
+        return [row[row != -100].tolist() for row in self.labels]
 
 
 @dataclass
@@ -40,6 +60,7 @@ class Dense:
     logits: torch.Tensor  # [B, L, V]; with `at_targets`, [N, V] at the N positions `mask` marks, in order
     mask: torch.Tensor
     at_targets: bool = False
+    states: list[torch.Tensor] | None = None  # loss.hidden: [N, H] per teacher layer at the N targets, in order
 
     def rows(self, index: torch.Tensor) -> TeacherDistribution:
         if self.at_targets:  # flat position -> its place among the targets
@@ -74,4 +95,11 @@ class Draws:
         return rows_of(TeacherDistribution(ids=self.ids, logprobs=self.logprobs, tail=tail), index)
 
 
-TeacherBatch = Dense | Projected | TopK | Draws
+@dataclass
+class Likelihoods:
+    logprobs: torch.Tensor  # [N_t]: log p(target) of each of the teacher's targets, in flat order
+    alignment: Alignment | None = None
+    ends: list[list[int]] | None = None  # stored: each example's target end offsets, which the alignment reads
+
+
+TeacherBatch = Dense | Projected | TopK | Draws | Likelihoods

@@ -1,13 +1,23 @@
 """`Distiller`: the training step every student shares. The loss (codistill.losses.DistillationLoss) gets the
 student's label output and, when it reads the teacher, the batch's teacher part as its source
 (codistill.teacher_logits) hands it over; the recipes (`models/fim.py`, `models/causal.py`) supply their
-inputs, targets, validation and schedule."""
+inputs, targets, validation and schedule. With `loss.hidden` the step also runs hidden-state matching, whose
+projections (`hidden_match`) are a submodule here: trained and checkpointed with the student, never part of the
+exported model."""
 
 import pytorch_lightning as pl
 import torch
 
 from codistill.distributed import zero3
-from codistill.losses import AtTargets, DistillationLoss, Projection, heads_apply, logits_at, target_mask
+from codistill.losses import (
+    AtTargets,
+    DistillationLoss,
+    HiddenStateMatch,
+    Projection,
+    heads_apply,
+    outputs_at,
+    target_mask,
+)
 from codistill.models.optim import build_optimizer
 
 
@@ -34,6 +44,9 @@ class Distiller(pl.LightningModule):
         self.model, self.tokenizer, self.optimizer_factory = model, tokenizer, optimizer
         self.loss, self.teacher = loss or DistillationLoss(), teacher
         self.fused = False
+        self.hidden_match = None  # a submodule of this module, not of `model`: save_pretrained never holds it
+        if self.loss.hidden is not None:  # an online teacher (codistill.compatibility)
+            self.hidden_match = HiddenStateMatch(self.loss.hidden, model.config, teacher.model.config)
         if gradient_checkpointing:  # non-reentrant: works with frozen inputs and under DeepSpeed
             self.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         self.model.train()  # from_pretrained returns eval mode; Lightning keeps submodule modes as found
@@ -77,19 +90,29 @@ class Distiller(pl.LightningModule):
 
     def losses(self, batch: dict) -> dict[str, torch.Tensor]:
         """The loss's parts on `batch`; a batch the student sampled itself says `on_policy` (GKD)."""
-        inputs = self.label_inputs(batch)
+        inputs, match = self.label_inputs(batch), self.hidden_match
         if self.fused:
             student = Projection.of(self.model, inputs["input_ids"], inputs.get("attention_mask"))
-        elif self.causal and heads_apply(self.model):  # the head at the target rows only
+        elif self.causal and (heads_apply(self.model) or match is not None):  # the head at the target rows only
             mask, _ = target_mask(inputs["labels"], shift=True)
-            student = AtTargets(logits_at(self.model, inputs["input_ids"], inputs.get("attention_mask"), mask))
+            layers = match.student_layers if match is not None else ()
+            student = AtTargets(
+                *outputs_at(self.model, inputs["input_ids"], inputs.get("attention_mask"), mask, layers)
+            )
         else:
             student = self.logits(inputs)
-        teacher = self.teacher.teacher_batch(self.teacher_part(batch), self.fused) if self.loss.needs_teacher else None
+        teacher = None
+        if match is not None:  # the teacher's logits and states at its targets, one forward pass
+            teacher = self.teacher.hidden_batch(self.teacher_part(batch), match.teacher_layers)
+        elif self.loss.needs_teacher:
+            teacher = self.teacher.teacher_batch(self.teacher_part(batch), self.fused)
         rationale = self.rationale_loss(batch) if self.loss.uses_rationale else None
         on_policy = batch.get("on_policy", False)
         labels = inputs["labels"]
-        return self.loss(student, labels, teacher, shift=self.causal, rationale_loss=rationale, on_policy=on_policy)
+        out = self.loss(student, labels, teacher, shift=self.causal, rationale_loss=rationale, on_policy=on_policy)
+        if match is not None:
+            out = self.loss.with_hidden(out, match(student.states, mask, teacher.states, teacher.mask))
+        return out
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         losses = self.losses(batch)
