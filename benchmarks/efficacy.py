@@ -11,12 +11,16 @@ end:
   the teacher): `label_only` on the ground truth (the baseline), `label_only` on the teacher's middles
   (sequence-level KD), `forward_kl` (64 stored draws per position, `teacher_logits=sampled`), `reverse_kl`
   (stored top-32, `teacher_logits=offline`), both mixed half and half with the label's cross-entropy, and
-  `gkd` (the online teacher scores the student's own samples on half the batches);
-- the tiny T5 student (its own tokenizer): `label_only` on the ground truth and `uld` (stored top-32).
+  `gkd` (the online teacher scores the student's own samples on half the batches, and its diagnosis arms);
+  hidden-state matching alone and on top of forward KL, against forward KL from the same online teacher;
+- the same causal student first pretrained briefly on general code (the standard library, in the teacher's
+  tokens: `student=pretrained_gpt_bigcode`), as real students start: `label_only` and `forward_kl`;
+- the tiny T5 student (its own tokenizer): `label_only` on the ground truth, `uld` (stored top-32) and `alm`
+  (the stored likelihood of each teacher token, `teacher_logits=likelihoods`).
 
 The teacher's distributions are stored in the dataset once (its middles and scores are built before any
-arm trains) wherever a loss can read them stored, as a user on a CPU would: only on-policy GKD runs the
-teacher beside the student. The arms run `--workers` at a time, each in its own process.
+arm trains) wherever a loss can read them stored, as a user on a CPU would: only GKD and hidden-state
+matching run the teacher beside the student. The arms run `--workers` at a time, each in its own process.
 
 Scored with codistill-eval's tasks: `fim_heldout` on the test split (MoonScript files) and `fim_corpus` on
 standard-library files the teacher held out: bits per byte of the ground truth, edit similarity, exact
@@ -84,6 +88,17 @@ CAUSAL_ARMS = {
     "forward_kl (online)": ["loss=forward_kl", *KD, "teacher_logits=online"],
     "hidden states": ["loss=label_only", "+loss.hidden.weight=1.0", KD[0], "teacher_logits=online"],
     "forward_kl + hidden states": ["loss=forward_kl_hidden", *KD, "teacher_logits=online"],
+    # the diagnosis of the MSE arms (their hidden loss is about 5x the label's): the scale-blind distance
+    "forward_kl + hidden states (cosine)": [
+        "loss=forward_kl_hidden",
+        *KD,
+        "teacher_logits=online",
+        "loss.hidden.distance=cosine",
+    ],
+}
+PRETRAINED_ARMS = {  # the causal student, first pretrained on the standard library (general code)
+    "pretrained label_only (ground truth)": ["loss=label_only", "data.label_source=ground_truth"],
+    "pretrained forward_kl": ["loss=forward_kl", *KD, "teacher_logits=sampled"],
 }
 T5_ARMS = {  # a tiny T5 with its own SentencePiece tokenizer: only a cross-tokenizer loss reaches it
     "t5 label_only (ground truth)": ["student=tiny_t5", "loss=label_only", "data.label_source=ground_truth"],
@@ -142,6 +157,17 @@ def student_settings(args) -> list[str]:
         f"student.name_or_path.n_layer={args.student_layers}",
         f"student.name_or_path.n_head={max(1, args.student_dim // 32)}",
         "student.name_or_path.n_positions=512",
+    ]
+
+
+def pretrained_student_settings(args) -> list[str]:
+    """The same causal student, pretrained `--student-pretraining-steps` steps on the standard library first."""
+    return [
+        "student=pretrained_gpt_bigcode",
+        f"student.name_or_path.n_embd={args.student_dim}",
+        f"student.name_or_path.n_layer={args.student_layers}",
+        f"student.name_or_path.n_head={max(1, args.student_dim // 32)}",
+        f"student.name_or_path.steps={args.student_pretraining_steps}",
     ]
 
 
@@ -247,6 +273,7 @@ def sizes(args):
     args.teacher_steps = 300 if args.quick else 1500
     args.corpus_weight = 0.3 if args.quick else 0.5
     args.student_dim, args.student_layers = (64, 2) if args.quick else (64, 3)
+    args.student_pretraining_steps = 100 if args.quick else 600  # 16 x 256 tokens a step, the standard library
     # 300 steps of batch 8 (about 1.5 epochs of the training gaps) and 150 gaps per domain, 3 seeds of 9 arms
     args.steps = 150 if args.quick else 300
     return args
@@ -256,7 +283,8 @@ def arms(args) -> dict[str, list[str]]:
     """Every arm's overrides of codistill-train's config."""
     common = shared_settings(args)
     causal_arms = {name: [*student_settings(args), *o] for name, o in CAUSAL_ARMS.items()}
-    return {name: [*common, *o] for name, o in (causal_arms | T5_ARMS).items()}
+    pretrained = {name: [*pretrained_student_settings(args), *o] for name, o in PRETRAINED_ARMS.items()}
+    return {name: [*common, *o] for name, o in (causal_arms | pretrained | T5_ARMS).items()}
 
 
 def main() -> None:
@@ -280,6 +308,8 @@ def main() -> None:
     teacher_dir, stdlib_jsonl = teacher_and_held_out_stdlib(tmp, base)
     data = (dataset_dir, stdlib_jsonl, limit)
     pretraining = json.loads(Path(teacher_dir, "pretraining.json").read_text())
+    for seed in range(args.seeds):  # each pretrained student once, before two arms' workers would both build it
+        build(compose_train(tmp, "students", [*plan["pretrained label_only (ground truth)"], *seeded(seed)]).student)
 
     rows = {"teacher": score(causal(teacher_dir, "teacher"), *data)}
     test = load_distillation_dataset(dataset_dir)["test"]
@@ -302,8 +332,15 @@ def main() -> None:
             rows[name] = summarise(seeds[name])
             print(name, rows[name], flush=True)
     Path(args.out).with_suffix(".seeds.json").write_text(json.dumps(seeds, indent=2))
-    # each student against its own label-only baseline (T5 arms first: the causal names have no prefix)
-    gap_closed(rows, {"t5 ": "t5 label_only (ground truth)", "": "label_only (ground truth)"})
+    # each student against its own label-only baseline (prefixed arms first: the causal names have no prefix)
+    gap_closed(
+        rows,
+        {
+            "t5 ": "t5 label_only (ground truth)",
+            "pretrained ": "pretrained label_only (ground truth)",
+            "": "label_only (ground truth)",
+        },
+    )
     print_table("efficacy", rows)
     write(args, rows, (time.perf_counter() - started) / 60, pretraining)
     plot(rows, Path(args.out).with_suffix(".png"))

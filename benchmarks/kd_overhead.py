@@ -12,7 +12,8 @@ MoonScript sample, `codistill-train`'s config composed with Hydra's compose API)
 - sampled: the same loss from `--samples` draws per token stored in the dataset (`teacher_logits=sampled`);
   the embedded teacher is random, so nearly every draw is a distinct id: the most it can store and cost;
 - online: `loss=forward_kl` with the teacher (`--teacher-dim` wide, `--teacher-layers` deep) scoring
-  every batch beside the student (`teacher_logits=online`, dense logits);
+  every batch beside the student (`teacher_logits=online`, dense logits), and with hidden-state matching on
+  top (`loss=forward_kl_hidden`: the two models' states at evenly spaced layers, a trained projection);
 - across tokenizers (rows "own:..."): the same student around its own byte-level BPE (`--own-vocab`
   tokens, other merges) learning label-only (its own baseline), ULD online, and ALM (`loss=alm`) online and
   from the stored likelihood of each teacher token (`teacher_logits=likelihoods`).
@@ -135,6 +136,8 @@ def main() -> None:
         cfg = config(tmp, [*teacher, "loss=forward_kl", "teacher_logits=sampled", f"teacher_logits.samples={n}"])
         storage[f"sampled n={n}"], methods[f"sampled n={n}"] = stored(cfg, "sampled"), (cfg, student_dir)
     methods["online (dense)"] = (config(tmp, [*teacher, "loss=forward_kl", "teacher_logits=online"]), student_dir)
+    hidden = config(tmp, [*teacher, "loss=forward_kl_hidden", "teacher_logits=online"])
+    methods["online+hidden"] = (hidden, student_dir)
     own = {
         "own:label_only": ["loss=label_only"],
         "own:uld online": ["loss=uld", "teacher_logits=online"],

@@ -39,7 +39,7 @@ def quick(script: str, *args: str) -> str:
 def test_the_kd_overhead_benchmark_steps_every_teacher_source_through_the_assembled_module():
     out = quick("kd_overhead.py", "--threads", "1")
     rows = {cells[1].strip(): cells[2:] for cells in (line.split("│") for line in out.splitlines()) if len(cells) == 7}
-    arms = ("offline top-8", "sampled n=8", "online (dense)", "own:alm online", "own:alm stored")
+    arms = ("offline top-8", "sampled n=8", "online (dense)", "online+hidden", "own:alm online", "own:alm stored")
     assert all(arm in rows for arm in arms)
     assert rows["label_only"][1].strip() == rows["own:label_only"][1].strip() == "1.0000"  # each baseline
     assert 0 < float(rows["own:alm stored"][3]) < 20  # bytes per stored teacher token
@@ -121,19 +121,15 @@ def test_every_efficacy_arm_composes(tmp_path, quick):
     from efficacy import arms, compose_train, seeded, sizes
 
     plan = arms(sizes(Namespace(quick=quick, seeds=None)))
-    assert len(plan) == 13 and {
-        "gkd (lmbda=0)",
-        "gkd (beta=0)",
-        "t5 uld",
-        "t5 alm",
-        "forward_kl + hidden states",
-    } <= set(plan)
+    assert len(plan) == 16
+    assert {"gkd (beta=0)", "t5 alm", "forward_kl + hidden states", "pretrained forward_kl"} <= set(plan)
     for name, overrides in plan.items():
         cfg = compose_train(tmp_path, name, [*overrides, *seeded(1)])
         compatibility.check(cfg, build(cfg.loss))  # what codistill-train refuses before any model loads
         assert cfg.trainer.max_steps == (150 if quick else 300) and cfg.student.name_or_path.seed == 1
         assert cfg.teacher.backend.name_or_path.steps == (300 if quick else 1500) and "control" not in cfg
         assert ("tiny_t5" in cfg.student.name_or_path._target_) == name.startswith("t5")
+        assert ("pretrain" in cfg.student.name_or_path._target_) == name.startswith("pretrained")
     assert compose_train(tmp_path, "x", plan["gkd (lmbda=0)"]).loss.lmbda == 0
     assert compose_train(tmp_path, "x", plan["hidden states"]).loss.hidden.weight == 1.0
 

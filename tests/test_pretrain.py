@@ -1,6 +1,7 @@
 """The pretrained teacher: its FIM documents, its corpus (never a validation or test file), and a real
 tiny pretraining run that `from_pretrained` loads and the cache keeps."""
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -106,3 +107,29 @@ def test_dropout_settings_reach_the_model_and_compiling_trains_the_same_teacher(
     assert Path(again).name == Path(plain).name  # the same cache key
     first, second = (json.loads(Path(f, "pretraining.json").read_text())["bits_per_byte"] for f in (plain, again))
     assert first["corpus_validation"] == pytest.approx(second["corpus_validation"], rel=0.02)
+
+
+def test_a_pretrained_student_learns_in_its_teachers_tokens_and_leaves_the_teachers_key_alone(tmp_path, cache_dir):
+    """student=pretrained_gpt_bigcode: the teacher's own tokenizer (so token-wise KD applies) and the teacher's
+    held-out standard-library files; the teacher's folder is what it was before the option existed. (Trained
+    here on the tiny corpus instead of the whole standard library, which takes minutes.)"""
+    student = [
+        "student=pretrained_gpt_bigcode",
+        "student.name_or_path.stdlib=false",
+        "student.name_or_path.corpus=${dataset.corpus}",
+        "student.name_or_path.n_embd=32",
+        "student.name_or_path.n_layer=1",
+        "student.name_or_path.seq_len=64",
+        "student.name_or_path.batch_size=4",
+        "student.name_or_path.steps=3",
+    ]
+    cfg = compose_config("train", tmp_path, cache_dir, ["debug=fdr", *TINY, *student])
+    teacher_folder = build(cfg.teacher.backend.name_or_path)
+    loaded = build(cfg.student)
+    assert loaded.tokenizer.get_vocab() == AutoTokenizer.from_pretrained(teacher_folder).get_vocab()
+    settings = json.loads(Path(loaded.model.name_or_path, "pretraining.json").read_text())["settings"]
+    assert settings["held_out_stdlib"] == cfg.teacher.backend.name_or_path.held_out_stdlib
+    assert settings["tokenizer"]["_target_"] == "codistill.models.pretrain.pretrained_gpt_bigcode"
+    teacher_settings = json.loads(Path(teacher_folder, "pretraining.json").read_text())["settings"]
+    key = hashlib.sha256(json.dumps(teacher_settings, sort_keys=True).encode("utf-8")).hexdigest()[:12]
+    assert "tokenizer" not in teacher_settings and teacher_folder.endswith(key)  # the key it had before the option

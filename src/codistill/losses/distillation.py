@@ -26,8 +26,8 @@ class DistillationLoss:
     With no `divergence` it is label cross-entropy (`alpha` 1: `label_only`) or Distilling Step-by-Step
     (Hsieh et al. 2023; `alpha` < 1: `step_by_step`); with one, the student also matches the teacher's
     distribution (see codistill.losses.divergences), and `step_by_step` + KD is one config; with `alm`, its
-    likelihoods of chunks of the label that both tokenizers share (codistill.losses.alm; T scales D once, not
-    squared; `chunks` says where chunks may end). `lmbda` is GKD's
+    likelihoods of chunks of the label that both tokenizers share (codistill.losses.alm, whose divergence is
+    scaled by T itself; `chunks` says where chunks may end). `lmbda` is GKD's
     on-policy fraction: that share of training batches has targets the student samples itself, scored by
     the online teacher. `kernel`: `torch` (chunked, any device), `liger` (liger-kernel's fused linear
     kernels, see codistill.losses.fused), or `auto` (liger where it applies and is installed): `fused` says
@@ -165,8 +165,7 @@ class DistillationLoss:
         out = {"label_loss": ce}
         label = ce
         if self.needs_teacher:
-            scale = self.temperature**2 if self.divergence in TOKEN_WISE else 1.0
-            scale = self.temperature if self.matches_likelihoods else scale
+            scale = self.temperature**2 if self.divergence in TOKEN_WISE else 1.0  # ALM's T is inside it
             out["kd_loss"] = kd
             label = scale * kd if on_policy else self.ce_weight * ce + (1 - self.ce_weight) * scale * kd
         out["loss"] = self.alpha * label

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
-from transformers import get_cosine_schedule_with_warmup
+from transformers import AutoTokenizer, get_cosine_schedule_with_warmup
 
 from codistill.config import build
 from codistill.data.splits import assign_splits, file_id, group_of
@@ -137,6 +137,7 @@ def pretrained_gpt_bigcode(
     dropout: float = 0.1,
     compile: bool = False,
     device: str = "auto",
+    tokenizer: str | DictConfig | None = None,
 ) -> str:
     """The pretrained teacher's folder (see the module docstring); `corpus` is a dataset's `corpus` config
     node, split with (`validation_size`, `test_size`, `split_seed`, `split_by`) as the dataset is. It
@@ -145,10 +146,16 @@ def pretrained_gpt_bigcode(
     (residual and embedding) are transformers' 0.1 by default; attention dropout keeps SDPA off its fused
     kernel, which costs a 256-wide teacher half its step on a CPU (benchmarks/pretrain_peak.py). `compile`:
     `torch.compile` the model (half a minute of compilation, about 10% a step on a CPU). Neither `device`
-    nor `compile` is part of the cache key."""
+    nor `compile` is part of the cache key. `tokenizer`: another model's folder (or the config node that builds
+    it) whose tokenizer this one uses instead of training its own (`vocab_size` then unused): a student
+    pretrained around its teacher's tokens, so token-wise KD applies."""
     settings = {k: v for k, v in locals().items() if k not in ("cache_dir", "device", "compile")}
-    if isinstance(corpus, DictConfig):
-        settings["corpus"] = OmegaConf.to_container(corpus, resolve=True)
+    for name in ("corpus", "tokenizer"):
+        if isinstance(settings[name], DictConfig):
+            settings[name] = OmegaConf.to_container(settings[name], resolve=True)
+    if tokenizer is None:  # the key of a model that trains its own tokenizer is what it was before the option
+        del settings["tokenizer"]
+    given = tokenizer
     key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode("utf-8")).hexdigest()[:12]
 
     def run(out: Path) -> None:
@@ -157,7 +164,10 @@ def pretrained_gpt_bigcode(
         library = [p.read_text(encoding="utf-8", errors="replace") for p in stdlib_files()] if stdlib else []
         held_out, library = library[:held_out_stdlib], library[held_out_stdlib:]
         own = splits.get("train", [])
-        tokenizer = byte_level_bpe(library + own * 20, vocab_size, n_positions)  # the small corpus, weighted up
+        if given is not None:
+            tokenizer = AutoTokenizer.from_pretrained(build(given) if isinstance(given, DictConfig) else given)
+        else:
+            tokenizer = byte_level_bpe(library + own * 20, vocab_size, n_positions)  # the small corpus, weighted up
         tokens_needed = steps * batch_size * seq_len
         own_passes = max(1, math.ceil(corpus_weight * tokens_needed / max(1, sum(map(len, own)) // 3)))
         library_blocks = block_stream(tokenizer, library, seq_len, chunk_chars, fim_rate, seed, 1)
@@ -176,7 +186,7 @@ def pretrained_gpt_bigcode(
         forward = torch.compile(model) if compile else model
         schedule = get_cosine_schedule_with_warmup(optimizer, max(1, steps // 20), steps)
         rng, started = np.random.default_rng(seed), time.perf_counter()
-        bar = tqdm(range(steps), desc="pretraining the teacher", unit="step")
+        bar = tqdm(range(steps), desc="pretraining", unit="step")
         for _ in bar:
             stream = own_blocks if rng.random() < weight else library_blocks
             batch = stream[rng.integers(0, len(stream), batch_size)].to(where)
