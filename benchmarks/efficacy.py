@@ -149,26 +149,17 @@ def shared_settings(args) -> list[str]:
     ]
 
 
-def student_settings(args) -> list[str]:
-    """A causal GPTBigCode student of `--student-dim` x `--student-layers` around the teacher's tokenizer."""
-    return [
-        "student=gpt_bigcode_teacher_tokenizer",
+def student_settings(args, pretrained: bool = False) -> list[str]:
+    """A causal GPTBigCode student of `--student-dim` x `--student-layers` around the teacher's tokenizer:
+    random, or (`pretrained`) first pretrained `args.student_pretraining_steps` steps on the standard library."""
+    size = [
         f"student.name_or_path.n_embd={args.student_dim}",
         f"student.name_or_path.n_layer={args.student_layers}",
         f"student.name_or_path.n_head={max(1, args.student_dim // 32)}",
-        "student.name_or_path.n_positions=512",
     ]
-
-
-def pretrained_student_settings(args) -> list[str]:
-    """The same causal student, pretrained `--student-pretraining-steps` steps on the standard library first."""
-    return [
-        "student=pretrained_gpt_bigcode",
-        f"student.name_or_path.n_embd={args.student_dim}",
-        f"student.name_or_path.n_layer={args.student_layers}",
-        f"student.name_or_path.n_head={max(1, args.student_dim // 32)}",
-        f"student.name_or_path.steps={args.student_pretraining_steps}",
-    ]
+    if pretrained:
+        return ["student=pretrained_gpt_bigcode", *size, f"student.name_or_path.steps={args.student_pretraining_steps}"]
+    return ["student=gpt_bigcode_teacher_tokenizer", *size, "student.name_or_path.n_positions=512"]
 
 
 def seeded(seed: int) -> list[str]:
@@ -283,7 +274,7 @@ def arms(args) -> dict[str, list[str]]:
     """Every arm's overrides of codistill-train's config."""
     common = shared_settings(args)
     causal_arms = {name: [*student_settings(args), *o] for name, o in CAUSAL_ARMS.items()}
-    pretrained = {name: [*pretrained_student_settings(args), *o] for name, o in PRETRAINED_ARMS.items()}
+    pretrained = {name: [*student_settings(args, pretrained=True), *o] for name, o in PRETRAINED_ARMS.items()}
     return {name: [*common, *o] for name, o in (causal_arms | pretrained | T5_ARMS).items()}
 
 

@@ -11,6 +11,7 @@ from omegaconf import DictConfig, open_dict
 
 import codistill
 from codistill.config import CONFIG_DIR
+from codistill.data.corpus import load_sample_corpus
 from codistill.models.tiny import tiny_gpt_bigcode, tiny_t5
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -117,3 +118,24 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def santacoder_at_toy_size(tmp_path: Path, teacher_dir: str, layers: int = 1) -> list[str]:
+    """experiment=moonscript_santacoder_tiny_kd with santacoder swapped for its architecture at toy size (the
+    tiny teacher) and a 32-wide student of `layers` layers around its tokenizer, on the bundled MoonScript
+    sample, on CPU in fp32."""
+    corpus = tmp_path / "moon.jsonl"
+    load_sample_corpus().to_json(str(corpus))
+    return [
+        "experiment=moonscript_santacoder_tiny_kd",
+        f"teacher.backend.name_or_path={teacher_dir}",
+        "student.name_or_path.n_positions=1024",
+        "student.name_or_path.n_embd=32",
+        f"student.name_or_path.n_layer={layers}",
+        "student.name_or_path.n_head=2",
+        "trainer.accelerator=cpu",
+        "trainer.precision=32-true",
+        f"dataset.corpus.source={corpus}",
+        "data.num_workers=0",
+        "data.max_source_length=512",
+    ]

@@ -18,7 +18,6 @@ from codistill.assembly import assemble, prepare
 from codistill.backends.hf import HFBackend
 from codistill.config import build
 from codistill.data import schema
-from codistill.data.corpus import load_sample_corpus
 from codistill.data.fim import FIMTokens
 from codistill.data.fim_datamodule import load_distillation_dataset
 from codistill.data.formatting import encode_causal_fim
@@ -26,7 +25,7 @@ from codistill.errors import ConfigError
 from codistill.llm.store import ResultStore
 from codistill.losses import IGNORE_INDEX, Dense, Draws, Projection, TopK, target_mask
 from codistill.teacher_logits import OfflineTeacher
-from conftest import compose_config
+from conftest import compose_config, santacoder_at_toy_size
 from openai_server import FakeOpenAI
 
 CAUSAL = ["student=tiny_gpt_bigcode"]
@@ -310,22 +309,7 @@ def test_forward_kl_brings_the_student_closer_to_the_teacher_than_labels_alone(s
 def test_fast_dev_run_of_the_santacoder_kd_experiment(tmp_path, cache_dir, tiny_teacher_dir):
     """The real pairing with santacoder swapped for its architecture at toy size: the student is built
     from config around the teacher's own tokenizer, and learns its distribution token by token."""
-    corpus = tmp_path / "moon.jsonl"
-    load_sample_corpus().to_json(str(corpus))
-    overrides = [
-        "debug=fdr",
-        "experiment=moonscript_santacoder_tiny_kd",
-        f"teacher.backend.name_or_path={tiny_teacher_dir}",
-        "student.name_or_path.n_positions=1024",
-        "student.name_or_path.n_embd=32",
-        "student.name_or_path.n_layer=1",
-        "student.name_or_path.n_head=2",
-        "trainer.accelerator=cpu",
-        "trainer.precision=32-true",
-        f"dataset.corpus.source={corpus}",
-        "data.num_workers=0",
-        "data.max_source_length=512",
-    ]
+    overrides = ["debug=fdr", *santacoder_at_toy_size(tmp_path, tiny_teacher_dir)]
     cfg = compose_config("train", tmp_path, cache_dir, overrides)
     train(cfg)
     metrics = json.loads(Path(cfg.paths.output_dir, "metrics.json").read_text())["metrics"]

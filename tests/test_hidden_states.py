@@ -15,7 +15,6 @@ from safetensors.torch import load_file
 
 from codistill.apps.train import train
 from codistill.assembly import assemble, prepare
-from codistill.data.corpus import load_sample_corpus
 from codistill.errors import ConfigError
 from codistill.losses import (
     DistillationLoss,
@@ -25,7 +24,7 @@ from codistill.losses import (
     hidden_distance,
     target_mask,
 )
-from conftest import compose_config
+from conftest import compose_config, santacoder_at_toy_size
 
 CAUSAL, ONLINE = "student=tiny_gpt_bigcode", "teacher_logits=online"
 HIDDEN = [CAUSAL, "loss=forward_kl_hidden", ONLINE]
@@ -171,24 +170,12 @@ def test_a_tiny_santacoder_run_learns_the_teachers_hidden_states_and_exports_no_
     """experiment=moonscript_santacoder_tiny_kd loss=forward_kl_hidden with santacoder's architecture at toy
     size: the 32-wide student's states are projected to the 64-wide teacher's; the hidden loss falls over 30
     steps; the checkpoint holds the projections (a resumed run goes on with them), the saved student does not."""
-    corpus = tmp_path / "moon.jsonl"
-    load_sample_corpus().to_json(str(corpus))
     overrides = [
-        "experiment=moonscript_santacoder_tiny_kd",
+        *santacoder_at_toy_size(tmp_path, tiny_teacher_dir, layers=2),
         "loss=forward_kl_hidden",
-        f"teacher.backend.name_or_path={tiny_teacher_dir}",
-        "student.name_or_path.n_positions=1024",
-        "student.name_or_path.n_embd=32",
-        "student.name_or_path.n_layer=2",
-        "student.name_or_path.n_head=2",
-        "trainer.accelerator=cpu",
-        "trainer.precision=32-true",
-        f"dataset.corpus.source={corpus}",
         "dataset.corpus.max_files=3",
         "data.label_source=ground_truth",  # a random teacher's middles carry no signal
-        "data.num_workers=0",
         "data.micro_batch_size=4",
-        "data.max_source_length=512",
         "data.max_target_length=32",
         "model.warmup_steps=0",
         "model.optimizer.lr=3e-3",
