@@ -10,8 +10,10 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from omegaconf import open_dict
+from transformers import AutoTokenizer
 
 from codistill import compatibility
+from codistill.apps.generate import generate
 from codistill.apps.train import train
 from codistill.config import build
 from codistill.data import schema
@@ -23,6 +25,7 @@ from codistill.losses.alm import alm_divergence, binary_kl
 from codistill.models.tiny import tiny_t5
 from codistill.models.tokenization import CodeTokenizer
 from conftest import compose_config
+from openai_server import FakeOpenAI
 
 
 def test_identical_tokenizations_give_one_chunk_per_token():
@@ -220,3 +223,26 @@ def test_the_real_pair_composes_with_alm_and_step_by_step(tmp_path, cache_dir):
     compatibility.check(cfg, loss)
     assert loss.matches_likelihoods and loss.uses_rationale
     assert cfg.teacher_logits._target_ == "codistill.teacher_logits.OnlineTeacher"
+
+
+def test_a_served_teacher_fills_the_likelihood_columns_through_prompt_logprobs(tmp_path, cache_dir, tiny_teacher_dir):
+    """codistill-generate with teacher_logits=likelihoods against a vLLM-like server (the loopback fake): one
+    log-probability and one end per token of each label and its end-of-text, in the served model's tokenizer,
+    the same as the local teacher would store."""
+    with FakeOpenAI() as server:
+        overrides = [
+            "debug=fdr",
+            "teacher=openai_compatible",
+            f"teacher.backend.tokenizer={tiny_teacher_dir}",
+            f"teacher.backend.client.base_url={server.base_url}",
+            "teacher_logits=likelihoods",
+            "data.label_source=ground_truth",
+            f"save_local={tmp_path / 'served'}",
+        ]
+        data = generate(compose_config("generate", tmp_path, cache_dir, overrides))
+    tokenizer = AutoTokenizer.from_pretrained(tiny_teacher_dir)
+    for row in data["train"].select(range(5)):
+        ids, ends = token_ends(tokenizer, row[schema.MIDDLE])
+        assert row[schema.TEACHER_TOKEN_ENDS] == [*ends, len(row[schema.MIDDLE]) + 1]  # every token's, then eos
+        logprobs = row[schema.TEACHER_TOKEN_LOGPROBS]
+        assert len(logprobs) == len(ids) + 1 and all(lp <= 0 for lp in logprobs)
