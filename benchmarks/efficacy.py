@@ -88,12 +88,18 @@ CAUSAL_ARMS = {
     "forward_kl (online)": ["loss=forward_kl", *KD, "teacher_logits=online"],
     "hidden states": ["loss=label_only", "+loss.hidden.weight=1.0", KD[0], "teacher_logits=online"],
     "forward_kl + hidden states": ["loss=forward_kl_hidden", *KD, "teacher_logits=online"],
-    # the diagnosis of the MSE arms (their hidden loss is about 5x the label's): the scale-blind distance
+    # the diagnosis of the MSE arms (their hidden loss is about 5x the label's): the scale-blind distance,
     "forward_kl + hidden states (cosine)": [
         "loss=forward_kl_hidden",
         *KD,
         "teacher_logits=online",
         "loss.hidden.distance=cosine",
+    ],
+    "forward_kl + hidden states (weight 0.1)": [  # and of the scale: a tenth of the MSE term
+        "loss=forward_kl_hidden",
+        *KD,
+        "teacher_logits=online",
+        "loss.hidden.weight=0.1",
     ],
 }
 PRETRAINED_ARMS = {  # the causal student, first pretrained on the standard library (general code)

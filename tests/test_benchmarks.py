@@ -121,7 +121,7 @@ def test_every_efficacy_arm_composes(tmp_path, quick):
     from efficacy import arms, compose_train, seeded, sizes
 
     plan = arms(sizes(Namespace(quick=quick, seeds=None)))
-    assert len(plan) == 16
+    assert len(plan) == 17
     assert {"gkd (beta=0)", "t5 alm", "forward_kl + hidden states", "pretrained forward_kl"} <= set(plan)
     for name, overrides in plan.items():
         cfg = compose_train(tmp_path, name, [*overrides, *seeded(1)])
