@@ -139,3 +139,16 @@ def santacoder_at_toy_size(tmp_path: Path, teacher_dir: str, layers: int = 1) ->
         "data.num_workers=0",
         "data.max_source_length=512",
     ]
+
+
+def served_teacher(base_url: str, tokenizer_dir: str, out: Path) -> list[str]:
+    """codistill-generate against a teacher served at `base_url` (the loopback fake) with the tokenizer in
+    `tokenizer_dir`, its distributions over the ground truth, the dataset saved to `out`."""
+    return [
+        "debug=fdr",
+        "teacher=openai_compatible",
+        f"teacher.backend.tokenizer={tokenizer_dir}",
+        f"teacher.backend.client.base_url={base_url}",
+        "data.label_source=ground_truth",
+        f"save_local={out}",
+    ]

@@ -24,7 +24,7 @@ from codistill.losses.alignment import chunk_ids, target_ends, token_ends
 from codistill.losses.alm import alm_divergence, binary_kl
 from codistill.models.tiny import tiny_t5
 from codistill.models.tokenization import CodeTokenizer
-from conftest import compose_config
+from conftest import compose_config, served_teacher
 from openai_server import FakeOpenAI
 
 
@@ -231,13 +231,8 @@ def test_a_served_teacher_fills_the_likelihood_columns_through_prompt_logprobs(t
     the same as the local teacher would store."""
     with FakeOpenAI() as server:
         overrides = [
-            "debug=fdr",
-            "teacher=openai_compatible",
-            f"teacher.backend.tokenizer={tiny_teacher_dir}",
-            f"teacher.backend.client.base_url={server.base_url}",
+            *served_teacher(server.base_url, tiny_teacher_dir, tmp_path / "served"),
             "teacher_logits=likelihoods",
-            "data.label_source=ground_truth",
-            f"save_local={tmp_path / 'served'}",
         ]
         data = generate(compose_config("generate", tmp_path, cache_dir, overrides))
     tokenizer = AutoTokenizer.from_pretrained(tiny_teacher_dir)

@@ -25,7 +25,7 @@ from codistill.errors import ConfigError
 from codistill.llm.store import ResultStore
 from codistill.losses import IGNORE_INDEX, Dense, Draws, Projection, TopK, target_mask
 from codistill.teacher_logits import OfflineTeacher
-from conftest import compose_config, santacoder_at_toy_size
+from conftest import compose_config, santacoder_at_toy_size, served_teacher
 from openai_server import FakeOpenAI
 
 CAUSAL = ["student=tiny_gpt_bigcode"]
@@ -322,16 +322,8 @@ def test_a_served_teacher_fills_the_offline_columns_through_prompt_logprobs(tmp_
     """codistill-generate with teacher_logits=offline against a vLLM-like server (the loopback fake): one
     distribution per token of each label and its end-of-text, in the served model's tokenizer."""
     with FakeOpenAI() as server:
-        overrides = [
-            "debug=fdr",
-            "teacher=openai_compatible",
-            f"teacher.backend.tokenizer={tiny_teacher_dir}",
-            f"teacher.backend.client.base_url={server.base_url}",
-            "teacher_logits=offline",
-            "teacher_logits.top_k=4",
-            "data.label_source=ground_truth",
-            f"save_local={tmp_path / 'served'}",
-        ]
+        served = served_teacher(server.base_url, tiny_teacher_dir, tmp_path / "served")
+        overrides = [*served, "teacher_logits=offline", "teacher_logits.top_k=4"]
         data = generate(compose_config("generate", tmp_path, cache_dir, overrides))
         scoring = [body for body in server.requests if "prompt_logprobs" in body]
     tokenizer = AutoTokenizer.from_pretrained(tiny_teacher_dir)
