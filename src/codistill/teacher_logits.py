@@ -94,11 +94,10 @@ class OnlineTeacher:
         with an `alignment` (loss=alm) give the `Likelihoods` of their targets instead."""
         width = len(self.tokenizer)
         if tokens.alignment is not None:
-            dense = self.teacher_batch(TeacherTokens(tokens.input_ids, tokens.attention_mask, tokens.labels))
-            logits = dense.logits if dense.at_targets else dense.logits[dense.mask]
-            targets = target_mask(tokens.labels, shift=True)[1][dense.mask]
-            logprobs = torch.log_softmax(logits.float(), -1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
-            return Likelihoods(logprobs, tokens.alignment)
+            mask, targets = target_mask(tokens.labels, shift=True)
+            logits, _ = outputs_at(self.model, tokens.input_ids, tokens.attention_mask, mask)
+            logprobs = torch.log_softmax(logits[..., :width].float(), -1)
+            return Likelihoods(logprobs.gather(-1, targets[mask].unsqueeze(-1)).squeeze(-1), tokens.alignment)
         if fused:
             projection = Projection.of(self.model, tokens.input_ids, tokens.attention_mask)
             return Projected(projection.hidden, projection.weight[:width], tokens.mask)

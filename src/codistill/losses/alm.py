@@ -72,4 +72,4 @@ def token_logprobs(logits: torch.Tensor, rows: torch.Tensor, targets: torch.Tens
         args = (flat, rows[start : start + chunk_size], targets[start : start + chunk_size])
         grad = torch.is_grad_enabled() and flat.requires_grad
         parts.append(checkpoint(_chunk_logprobs, *args, use_reentrant=False) if grad else _chunk_logprobs(*args))
-    return torch.cat(parts) if parts else flat.sum() * 0.0 + torch.zeros(0, device=flat.device)
+    return torch.cat(parts) if parts else flat[:0, 0]  # no targets: empty, still in the graph
